@@ -1,0 +1,241 @@
+"""One architecture description, two realisations.
+
+A :class:`Spec` describes a stack of transformer blocks at initialisation. The same object is read by
+the analytic theory (:mod:`sigprop.theory`) and by the PyTorch twin (:mod:`sigprop.nn`), so the two
+cannot drift apart.
+
+Conventions (Giorlandino & Goldt, digest §1) — stated loudly because every other library differs:
+
+* ``beta`` (β): query/key scale. Entries of ``W_Q`` and ``W_K`` are i.i.d. ``N(0, σ²)`` with
+  ``σ = sqrt(β) (ln T)^{1/4} / sqrt(d)`` where ``d`` is the model width and logits are scaled by
+  ``1/sqrt(d_h)`` per head. Then ``Var(a_ts) = β² ln T q²`` **for any number of heads** (sigprop's
+  head-count-independent convention; the authors' code used ``1/sqrt(d_h)``, which is the same for one
+  head).
+* ``seq_len`` (T): the sequence length that enters the initialisation through ``ln T`` and the number
+  of keys each query row sees.
+* ``alpha_sa``, ``alpha_mlp`` (α): multiply the **skip** path: post-LN ``x ← LN(α x + F(x))``, pre-LN
+  ``x ← α x + F(LN x)``.
+* ``sigma_v2`` (σ_v²), ``sigma_w2`` (σ_w²): weight variances times width (``W ~ N(0, σ²/d)``);
+  ``sigma_b2`` (σ_b²): bias variance of the MLP (and of the value layer unless ``sigma_bv2`` is set).
+* ``rho0`` (ρ₀), ``q0``: the input state, mean cosine similarity and mean squared norm per dimension
+  of the tokens entering the first block.
+
+Numeric fields may be numpy arrays that broadcast against each other, so a whole parameter grid is one
+``Spec``. Invalid values raise :class:`ValueError` naming the field and its allowed range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+import numpy as np
+
+ArrayLike = Union[float, int, np.ndarray]
+
+NORMS = ("post", "pre")
+ATTENTIONS = ("softmax", "centred")
+
+#: numeric fields that may be arrays (broadcast together), with (lower, upper, lower_inclusive)
+_ARRAY_FIELDS: dict[str, tuple[float, float, bool]] = {
+    "beta": (0.0, math.inf, True),
+    "alpha_sa": (0.0, math.inf, True),
+    "alpha_mlp": (0.0, math.inf, True),
+    "sigma_w2": (0.0, math.inf, False),
+    "sigma_v2": (0.0, math.inf, True),
+    "sigma_b2": (0.0, math.inf, True),
+    "sigma_bv2": (0.0, math.inf, True),
+    "rho0": (0.0, 1.0, True),
+    "q0": (0.0, math.inf, False),
+}
+
+
+def _range_text(lo: float, hi: float, lo_inc: bool) -> str:
+    left = "[" if lo_inc else "("
+    right = "]" if math.isfinite(hi) else ")"
+    return f"{left}{lo:g}, {hi:g}{right}"
+
+
+def _check_array(name: str, value: Any) -> ArrayLike:
+    lo, hi, lo_inc = _ARRAY_FIELDS[name]
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or an array of numbers in {_range_text(lo, hi, lo_inc)}; got {value!r}") from None
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    bad = ~np.isfinite(arr) | (arr > hi) | ((arr < lo) if lo_inc else (arr <= lo))
+    if np.any(bad):
+        first = arr[bad].flat[0]
+        raise ValueError(f"{name} must be finite and in {_range_text(lo, hi, lo_inc)}; got {first:g}")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Validated, immutable description of a transformer stack at initialisation.
+
+    Parameters
+    ----------
+    depth : number of blocks L (1 ≤ L ≤ 100 000).
+    norm : ``"post"`` (BERT: ``LN(αx + F(x))``) or ``"pre"`` (``αx + F(LN x)``).
+    attention : ``"softmax"`` or ``"centred"`` (gain-controlled: ``Σ_s (A_ts − 1/T) v_s``, digest §6).
+    activation : MLP nonlinearity, a name from :data:`sigprop.theory.activations.NAMES` or a
+        vectorised callable ``φ(np.ndarray) -> np.ndarray``.
+    beta : β ≥ 0, query/key scale (see module docstring).
+    alpha_sa, alpha_mlp : α ≥ 0, skip-path strengths.
+    sigma_w2 : σ_w² > 0, MLP weight variance × width.
+    sigma_v2 : σ_v² ≥ 0, value weight variance × width.
+    sigma_b2 : σ_b² ≥ 0, bias variance (MLP; value too unless ``sigma_bv2`` is given).
+    sigma_bv2 : value-bias variance; ``None`` means ``sigma_b2``.
+    seq_len : T ≥ 2, sequence length used in the initialisation (``ln T``) and number of keys.
+    heads : number of attention heads (≥ 1, divides ``width``). β does not depend on it.
+    width : model width d (used by the torch twin and by gradient theory).
+    mlp_ratio : MLP hidden width / d (torch twin; the theory needs it large only).
+    causal : decoder (row t sees t keys, digest §7) instead of encoder.
+    rho0 : ρ₀ ∈ [0, 1], mean cosine similarity of the tokens entering block 1.
+    q0 : q₀ > 0, mean squared norm per dimension entering block 1 (1 after an embedding LayerNorm).
+    """
+
+    depth: int = 12
+    norm: Literal["post", "pre"] = "post"
+    attention: Literal["softmax", "centred"] = "softmax"
+    activation: Union[str, Callable[[np.ndarray], np.ndarray]] = "relu"
+    beta: ArrayLike = 1.0
+    alpha_sa: ArrayLike = 1.0
+    alpha_mlp: ArrayLike = 1.0
+    sigma_w2: ArrayLike = 0.2
+    sigma_v2: ArrayLike = 0.2
+    sigma_b2: ArrayLike = 4e-4
+    sigma_bv2: ArrayLike | None = None
+    seq_len: int = 512
+    heads: int = 1
+    width: int = 512
+    mlp_ratio: float = 1.0
+    causal: bool = False
+    rho0: ArrayLike = 0.03
+    q0: ArrayLike = 1.0
+    _frozen_arrays: tuple = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def setf(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or not 1 <= int(self.depth) <= 100_000:
+            raise ValueError(f"depth must be an integer in [1, 100000]; got {self.depth!r}")
+        setf("depth", int(self.depth))
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}; got {self.norm!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}; got {self.attention!r}")
+        if isinstance(self.activation, str):
+            from sigprop.theory.activations import NAMES
+
+            if self.activation.lower() not in NAMES:
+                raise ValueError(f"activation must be one of {NAMES} or a callable; got {self.activation!r}")
+            setf("activation", self.activation.lower())
+        elif not callable(self.activation):
+            raise ValueError(f"activation must be a name or a callable; got {self.activation!r}")
+        for name, lo, hi in (("seq_len", 2, 10**15), ("heads", 1, 4096), ("width", 1, 10**7)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
+                raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {v!r}")
+            setf(name, int(v))
+        if self.width % self.heads:
+            raise ValueError(f"heads must divide width; got heads={self.heads}, width={self.width}")
+        if not (isinstance(self.mlp_ratio, (int, float)) and 0 < float(self.mlp_ratio) <= 64):
+            raise ValueError(f"mlp_ratio must be in (0, 64]; got {self.mlp_ratio!r}")
+        setf("causal", bool(self.causal))
+        for name in _ARRAY_FIELDS:
+            v = getattr(self, name)
+            if name == "sigma_bv2" and v is None:
+                continue
+            v = _check_array(name, v)
+            if isinstance(v, np.ndarray):
+                v = v.copy()
+                v.setflags(write=False)
+            setf(name, v)
+        try:
+            np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if getattr(self, n) is not None))
+        except ValueError:
+            shapes = {n: np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if np.ndim(getattr(self, n) or 0)}
+            raise ValueError(f"array fields do not broadcast together: {shapes}") from None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Broadcast shape of the numeric fields (``()`` for a single point)."""
+        return np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if getattr(self, n) is not None))
+
+    @property
+    def bias_v2(self) -> ArrayLike:
+        """Value-bias variance actually used (``sigma_bv2`` or ``sigma_b2``)."""
+        return self.sigma_b2 if self.sigma_bv2 is None else self.sigma_bv2
+
+    @property
+    def is_grid(self) -> bool:
+        return self.shape != ()
+
+    def replace(self, **changes: Any) -> Spec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def point(self, index: tuple[int, ...] | int) -> Spec:
+        """The scalar spec at ``index`` of a grid spec."""
+        shape = self.shape
+        out = {}
+        for n in _ARRAY_FIELDS:
+            v = getattr(self, n)
+            if v is None:
+                continue
+            out[n] = float(np.broadcast_to(v, shape)[index])
+        return self.replace(**out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dictionary (arrays become nested lists, a callable activation its name)."""
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif callable(v):
+                v = getattr(v, "__name__", "callable")
+            d[f.name] = v
+        return d
+
+    @property
+    def init_std_qk(self) -> float:
+        """Std of the W_Q and W_K entries, ``sqrt(β)(ln T)^{1/4}/sqrt(d)`` (scalar β only)."""
+        if np.ndim(self.beta):
+            raise ValueError("init_std_qk needs a scalar beta")
+        return math.sqrt(float(self.beta)) * math.log(self.seq_len) ** 0.25 / math.sqrt(self.width)
+
+
+# --------------------------------------------------------------------------- conversions
+def beta_from_std(std: float, *, width: int, seq_len: int) -> float:
+    """β implied by plain ``N(0, std²)`` initialisation of W_Q and W_K (e.g. HuggingFace ``initializer_range``).
+
+    For unit-norm tokens (q = 1, e.g. after LayerNorm) each query/key coordinate has variance
+    ``std² · width``; a head of width ``d_h`` with the usual ``1/sqrt(d_h)`` logit scale then gives
+    ``Var(a) = (std² · width)²`` whatever the number of heads. Matching ``Var(a) = β² ln T`` gives
+    ``β = std² · width / sqrt(ln T)``. Example: BERT-base (std 0.02, width 768, T = 512) has β ≈ 0.123.
+    """
+    if not (std > 0 and math.isfinite(std)):
+        raise ValueError(f"std must be finite and > 0; got {std}")
+    if width < 1:
+        raise ValueError(f"width must be ≥ 1; got {width}")
+    if seq_len < 2:
+        raise ValueError(f"seq_len must be ≥ 2; got {seq_len}")
+    return std**2 * width / math.sqrt(math.log(seq_len))
+
+
+def std_from_beta(beta: float, *, width: int, seq_len: int) -> float:
+    """Std of W_Q, W_K entries for a given β (sigprop convention, any head count)."""
+    if beta < 0:
+        raise ValueError(f"beta must be ≥ 0; got {beta}")
+    return math.sqrt(beta) * math.log(seq_len) ** 0.25 / math.sqrt(width)

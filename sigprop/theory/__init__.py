@@ -1,0 +1,1 @@
+"""Analytic signal-propagation theory (numpy/scipy only; never imports torch)."""
