@@ -1,0 +1,216 @@
+"""Gaussian two-point maps of MLP activations (dual kernels).
+
+For pre-activations ``(u₁, u₂)`` jointly Gaussian with ``Var u_i = q₁`` and ``Cov(u₁, u₂) = p₁ = c q₁``,
+the MLP map of digest §3.3 needs
+
+    K₁₁(q₁)    = E[φ(u₁)²],
+    K₁₂(q₁, c) = E[φ(u₁) φ(u₂)].
+
+Closed forms are used where they exist (ReLU: arc-cosine kernel; erf; identity). Any other activation —
+GELU, SiLU, tanh, or a user's vectorised callable — goes through a 2-D polar Gauss–Legendre rule evaluated on a
+table over the angle θ = arccos c for each distinct q₁, then interpolated with a cubic spline in θ.
+A diagram therefore costs one small table per distinct q₁, never one ``dblquad`` per point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+from scipy.interpolate import CubicSpline
+
+NAMES = ("relu", "gelu", "silu", "tanh", "erf", "identity")
+
+#: Nodes of the θ-table (θ = arccos c ∈ [0, π]).
+THETA_NODES = 385
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0)))
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x * special.expit(x)
+
+
+_FUNCS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "gelu": _gelu,
+    "silu": _silu,
+    "tanh": np.tanh,
+    "erf": special.erf,
+    "identity": lambda x: x,
+}
+
+
+def _relu_k12(q1: np.ndarray, c: np.ndarray) -> np.ndarray:
+    c = np.clip(c, -1.0, 1.0)
+    return q1 / (2 * np.pi) * (np.sqrt(1.0 - c**2) + c * (np.pi - np.arccos(c)))
+
+
+def _erf_k11(q1: np.ndarray) -> np.ndarray:
+    return 2.0 / np.pi * np.arcsin(2 * q1 / (1 + 2 * q1))
+
+
+def _erf_k12(q1: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return 2.0 / np.pi * np.arcsin(2 * c * q1 / (1 + 2 * q1))
+
+
+_CLOSED: dict[str, tuple[Callable, Callable]] = {
+    "relu": (lambda q1: q1 / 2.0, _relu_k12),
+    "erf": (_erf_k11, _erf_k12),
+    "identity": (lambda q1: q1 * 1.0, lambda q1, c: c * q1),
+}
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An MLP activation φ with its Gaussian kernel.
+
+    ``closed_form`` says whether :meth:`kernel` uses an exact formula; ``force_quadrature=True``
+    bypasses it (used by tests to check one path against the other).
+    """
+
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray]
+    closed_form: bool
+
+    def kernel(self, q1, c, *, force_quadrature: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[φ(u₁)²], E[φ(u₁)φ(u₂)])`` for ``Var u = q₁`` and correlation ``c`` (arrays broadcast)."""
+        q1 = np.asarray(q1, dtype=float)
+        c = np.asarray(c, dtype=float)
+        if np.any(~np.isfinite(q1)) or np.any(q1 < 0):
+            raise ValueError("q1 (pre-activation variance) must be finite and ≥ 0")
+        if np.any(~np.isfinite(c)) or np.any(np.abs(c) > 1 + 1e-9):
+            raise ValueError("c (pre-activation correlation) must be in [-1, 1]")
+        c = np.clip(c, -1.0, 1.0)
+        if self.closed_form and not force_quadrature:
+            k11, k12 = _CLOSED[self.name]
+            shape = np.broadcast_shapes(q1.shape, c.shape)
+            return np.broadcast_to(k11(q1), shape).astype(float), np.broadcast_to(k12(q1, c), shape).astype(float)
+        return _quadrature_kernel(self, q1, c)
+
+
+def get(activation: str | Callable[[np.ndarray], np.ndarray] | Activation) -> Activation:
+    """The :class:`Activation` for a name in :data:`NAMES`, a vectorised callable, or an Activation."""
+    if isinstance(activation, Activation):
+        return activation
+    if isinstance(activation, str):
+        key = activation.lower()
+        if key not in _FUNCS:
+            raise ValueError(f"activation must be one of {NAMES} or a callable; got {activation!r}")
+        return _named(key)
+    if callable(activation):
+        probe = np.asarray(activation(np.linspace(-1.0, 1.0, 5)), dtype=float)
+        if probe.shape != (5,):
+            raise ValueError("activation callable must be vectorised: φ(array) must return an array of the same shape")
+        return _callable_activation(activation)
+    raise ValueError(f"activation must be one of {NAMES} or a callable; got {activation!r}")
+
+
+_NAMED_CACHE: dict[str, Activation] = {}
+_CALLABLE_CACHE: dict[int, Activation] = {}
+
+
+def _named(key: str) -> Activation:
+    if key not in _NAMED_CACHE:
+        _NAMED_CACHE[key] = Activation(key, _FUNCS[key], key in _CLOSED)
+    return _NAMED_CACHE[key]
+
+
+def _callable_activation(fn: Callable) -> Activation:
+    key = id(fn)
+    act = _CALLABLE_CACHE.get(key)
+    if act is None or act.fn is not fn:
+        act = Activation(getattr(fn, "__name__", "callable"), fn, False)
+        _CALLABLE_CACHE[key] = act
+    return act
+
+
+# --------------------------------------------------------------------------- quadrature path
+# Polar coordinates (z₁, z₂) = r(cos θ, sin θ) turn u₁ = √q₁ r cos θ and u₂ = √q₁ r cos(θ − θ₀), with
+# θ₀ = arccos c. An activation that is smooth except at 0 (ReLU, leaky ReLU, |x| …) then has kinks only
+# at the four angles where cos θ = 0 or cos(θ − θ₀) = 0, and is smooth in r. Splitting the angle at those
+# four points and using Gauss–Legendre on every arc and on r ∈ [0, R] gives spectral accuracy for such φ
+# as well as for smooth φ.
+RADIAL_NODES = 64
+ARC_NODES = 24
+R_MAX = 12.0
+_GL_R = np.polynomial.legendre.leggauss(RADIAL_NODES)
+_R = 0.5 * R_MAX * (_GL_R[0] + 1.0)
+_WR = 0.5 * R_MAX * _GL_R[1] * _R * np.exp(-0.5 * _R**2)  # weight r e^{-r²/2} dr
+_GL_A = np.polynomial.legendre.leggauss(ARC_NODES)
+_GL_Z = np.polynomial.legendre.leggauss(2 * RADIAL_NODES)
+_Z1 = 0.5 * R_MAX * (_GL_Z[0] + 1.0)
+_W1 = 0.5 * R_MAX * _GL_Z[1] * np.exp(-0.5 * _Z1**2) / math.sqrt(2 * math.pi)  # half-line N(0,1) weights
+_THETA = np.linspace(0.0, np.pi, THETA_NODES)
+_TABLES: dict[tuple[int, float], tuple[float, CubicSpline]] = {}
+
+
+def quadrature_kernel(fn: Callable, q1: float, c: np.ndarray) -> tuple[float, np.ndarray]:
+    """Direct quadrature of (K₁₁, K₁₂) for one q₁ and an array of correlations ``c`` (polar rule)."""
+    c = np.atleast_1d(np.asarray(c, dtype=float))
+    sq = math.sqrt(q1)
+    k11 = float(np.dot(_W1, fn(sq * _Z1) ** 2 + fn(-sq * _Z1) ** 2))
+    th0 = np.arccos(np.clip(c, -1.0, 1.0))
+    cuts = np.sort(np.mod(np.stack([np.full_like(th0, np.pi / 2), np.full_like(th0, 3 * np.pi / 2),
+                                    th0 + np.pi / 2, th0 + 3 * np.pi / 2], axis=-1), 2 * np.pi), axis=-1)
+    ends = np.concatenate([cuts[:, 1:], cuts[:, :1] + 2 * np.pi], axis=-1)  # arcs between consecutive cuts
+    half = 0.5 * (ends - cuts)  # (n_c, 4)
+    ang = cuts[..., None] + half[..., None] * (_GL_A[0] + 1.0)  # (n_c, 4, m)
+    wang = half[..., None] * _GL_A[1] / (2 * np.pi)  # (n_c, 4, m)
+    u1 = sq * np.cos(ang)[..., None] * _R  # (n_c, 4, m, n_r)
+    u2 = sq * np.cos(ang - th0[:, None, None])[..., None] * _R
+    vals = (fn(u1) * fn(u2)) @ _WR  # (n_c, 4, m)
+    k12 = np.sum(vals * wang, axis=(-1, -2))
+    return k11, k12
+
+
+def _table(act: Activation, q1: float) -> tuple[float, CubicSpline]:
+    key = (id(act.fn), float(q1))
+    hit = _TABLES.get(key)
+    if hit is None:
+        k11, k12 = quadrature_kernel(act.fn, float(q1), np.cos(_THETA))
+        hit = (k11, CubicSpline(_THETA, k12))
+        if len(_TABLES) > 4096:
+            _TABLES.clear()
+        _TABLES[key] = hit
+    return hit
+
+
+def _quadrature_kernel(act: Activation, q1: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    shape = np.broadcast_shapes(q1.shape, c.shape)
+    qb = np.broadcast_to(q1, shape)
+    theta = np.broadcast_to(np.arccos(c), shape)
+    k11 = np.empty(shape)
+    k12 = np.empty(shape)
+    if q1.size == 1:
+        a, spline = _table(act, float(q1.flat[0]))
+        return np.full(shape, a), spline(theta)
+    uniq, inv = np.unique(qb, return_inverse=True)
+    inv = inv.reshape(shape)
+    for i, qv in enumerate(uniq):
+        sel = inv == i
+        a, spline = _table(act, float(qv))
+        k11[sel] = a
+        k12[sel] = spline(theta[sel])
+    return k11, k12
+
+
+def mlp_map(activation, q, p, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-field map of ``W₂ φ(W₁x + b₁) + b₂`` on tokens with overlaps (q, p) (digest §3.3).
+
+    ``W_i ~ N(0, σ_w²/fan_in)``, biases ``N(0, σ_b²)``:
+    ``q₁ = σ_w² q + σ_b²``, ``p₁ = σ_w² p + σ_b²``, then
+    ``q₂ = σ_b² + σ_w² E[φ(u₁)²]`` and ``p₂ = σ_b² + σ_w² E[φ(u₁)φ(u₂)]``.
+    """
+    act = get(activation)
+    q1 = sigma_w2 * np.asarray(q, dtype=float) + sigma_b2
+    p1 = sigma_w2 * np.asarray(p, dtype=float) + sigma_b2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(q1 > 0, p1 / np.where(q1 > 0, q1, 1.0), 1.0)
+    k11, k12 = act.kernel(q1, np.clip(c, -1.0, 1.0))
+    return sigma_b2 + sigma_w2 * k11, sigma_b2 + sigma_w2 * k12

@@ -1,0 +1,177 @@
+"""Propagate the token state (q, p) through a whole stack (digest §3, §5).
+
+:func:`propagate` applies :func:`sigprop.theory.blocks.block` ``L`` times to arrays, so a grid ``Spec``
+(e.g. β × α_SA for a diagram) is one propagation, not a Python loop over points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sigprop.spec import Spec
+from sigprop.theory import blocks, rem
+
+#: per-layer fields a :class:`Propagation` can hold
+FIELDS = ("rho", "q", "log_q", "y2", "entropy", "beta_c", "condensed")
+
+
+@dataclass
+class Propagation:
+    """Per-layer theory of a stack.
+
+    Arrays have shape ``(L + 1, *spec.shape)``; index ℓ = 0 is the input state (ρ₀, q₀), index ℓ ≥ 1 the
+    output of block ℓ. Attention quantities (``y2``, ``entropy``, ``beta_c``, ``condensed``) at index ℓ
+    describe the attention of block ℓ (NaN/False at ℓ = 0).
+
+    * ``rho`` — mean token cosine similarity ρ_ℓ = p/q;
+    * ``q`` — mean squared norm per dimension (``inf`` if it exceeds the float range);
+    * ``log_q`` — ln q, always finite (pre-LN streams with α > 1 grow like α^{2ℓ});
+    * ``y2`` — E Σ_s A_ts² of block ℓ (row average; 1/``y2`` keys are attended);
+    * ``entropy`` — mean attention-row Shannon entropy / ln(keys);
+    * ``beta_c`` — β_c of the attention input of block ℓ;
+    * ``condensed`` — β > β_c at block ℓ (entropy-collapse phase of the T = ∞ theory).
+
+    ``n_condensed`` counts the condensed layers; ``first_condensed`` is ``condensed[1]``. They are kept
+    even when the per-layer arrays are not recorded.
+    """
+
+    spec: Spec
+    finite_T: bool
+    rho: np.ndarray | None = None
+    q: np.ndarray | None = None
+    log_q: np.ndarray | None = None
+    y2: np.ndarray | None = None
+    entropy: np.ndarray | None = None
+    beta_c: np.ndarray | None = None
+    condensed: np.ndarray | None = None
+    rho_final: np.ndarray = field(default_factory=lambda: np.array(np.nan))
+    log_q_final: np.ndarray = field(default_factory=lambda: np.array(np.nan))
+    n_condensed: np.ndarray = field(default_factory=lambda: np.array(0))
+    first_condensed: np.ndarray = field(default_factory=lambda: np.array(False))
+
+    @property
+    def depth(self) -> int:
+        return self.spec.depth
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict: ``layer`` plus every recorded field as (nested) lists."""
+        out: dict[str, Any] = {"layer": list(range(self.depth + 1)), "finite_T": self.finite_T}
+        for name in FIELDS:
+            v = getattr(self, name)
+            if v is not None:
+                arr = np.asarray(v)
+                if arr.dtype == bool:
+                    out[name] = arr.tolist()
+                else:
+                    out[name] = [None if not np.isfinite(x) else float(x) for x in arr.ravel()] if arr.ndim == 1 else np.where(np.isfinite(arr), arr, np.nan).tolist()
+        return out
+
+    def to_frame(self):
+        """A tidy ``pandas.DataFrame`` (one row per layer and grid point); needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on environment
+            raise ImportError("to_frame needs pandas: pip install pandas") from exc
+        shape = self.spec.shape
+        idx = np.indices(shape).reshape(len(shape), -1) if shape else np.zeros((0, 1), dtype=int)
+        cols: dict[str, Any] = {}
+        n_pts = idx.shape[1]
+        cols["layer"] = np.repeat(np.arange(self.depth + 1), n_pts)
+        for k, axis in enumerate(shape):
+            del axis
+            cols[f"i{k}"] = np.tile(idx[k], self.depth + 1)
+        for name in FIELDS:
+            v = getattr(self, name)
+            if v is not None:
+                cols[name] = np.asarray(v).reshape(self.depth + 1, -1).ravel()
+        return pd.DataFrame(cols)
+
+
+def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | None = FIELDS) -> Propagation:
+    """Theory of ``spec`` through its ``depth`` blocks.
+
+    Parameters
+    ----------
+    spec : a :class:`~sigprop.spec.Spec`; array fields broadcast (a grid is one propagation).
+    finite_T : exact finite-T REM statistics with T = ``spec.seq_len`` (default; sigprop's extension) or
+        the paper's T → ∞ theory (``False``).
+    record : per-layer fields to keep (``None`` or ``()`` keeps only final values and condensation counts,
+        which is what diagrams need).
+    """
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be a sigprop.Spec; got {type(spec).__name__}")
+    record = tuple(record or ())
+    bad = [r for r in record if r not in FIELDS]
+    if bad:
+        raise ValueError(f"record must be a subset of {FIELDS}; got {bad}")
+    shape = spec.shape
+    L = spec.depth
+    q = np.broadcast_to(np.asarray(spec.q0, dtype=float), shape).copy()
+    p = q * np.broadcast_to(np.asarray(spec.rho0, dtype=float), shape)
+    arrays: dict[str, np.ndarray] = {}
+    for name in record:
+        dtype = bool if name == "condensed" else float
+        arrays[name] = np.full((L + 1, *shape), False if dtype is bool else np.nan, dtype=dtype)
+    if "rho" in arrays:
+        arrays["rho"][0] = p / q
+    if "q" in arrays:
+        arrays["q"][0] = q
+    if "log_q" in arrays:
+        arrays["log_q"][0] = np.log(q)
+    log_scale = np.zeros(shape)
+    n_cond = np.zeros(shape, dtype=np.int64)
+    first = np.zeros(shape, dtype=bool)
+    for layer in range(1, L + 1):
+        with np.errstate(over="ignore"):
+            scale = np.exp(log_scale)  # inf only when branch outputs are negligible anyway
+        out = blocks.block(q, p, spec, finite_T=finite_T, scale=scale)
+        q, p = np.broadcast_to(out.q, shape).copy(), np.broadcast_to(out.p, shape).copy()
+        big = q > 1e64
+        if np.any(big):  # renormalise the stored pre-LN stream; its true size is q·e^{log_scale}
+            log_scale = log_scale + np.where(big, np.log(np.where(big, q, 1.0)), 0.0)
+            p = np.where(big, p / np.where(big, q, 1.0), p)
+            q = np.where(big, 1.0, q)
+        cond = np.broadcast_to(out.attn.condensed, shape)
+        n_cond += cond
+        if layer == 1:
+            first = cond.copy()
+        if arrays:
+            lq = np.log(q) + log_scale
+            with np.errstate(over="ignore"):
+                vals = {
+                "rho": _ratio(p, q),
+                "q": np.exp(lq),
+                "log_q": lq,
+                "y2": out.attn.y2,
+                "entropy": out.attn.entropy,
+                "beta_c": out.attn.beta_c,
+                "condensed": cond,
+                }
+            for name, arr in arrays.items():
+                arr[layer] = np.broadcast_to(vals[name], shape)
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):  # pragma: no cover - guarded above
+            raise FloatingPointError(f"state became non-finite at layer {layer}")
+    prop = Propagation(spec=spec, finite_T=finite_T, **arrays)
+    prop.rho_final = _ratio(p, q)
+    prop.log_q_final = np.log(q) + log_scale
+    prop.n_condensed = n_cond
+    prop.first_condensed = first
+    return prop
+
+
+def _ratio(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return np.clip(np.where(q > 0, p / np.where(q > 0, q, 1.0), 1.0), 0.0, 1.0)
+
+
+def single_layer_cosine(beta, rho, seq_len=None, *, finite_T: bool = True) -> np.ndarray:
+    """ρ' after one bare softmax-attention layer on unit-norm tokens (Result 1, digest §3.1).
+
+    T = ∞: ``ρ' = ρ / (ρ + (1 − ρ) Y²)``. Finite T: ``(ρ + (1 − ρ) O) / (ρ + (1 − ρ) Y²)``.
+    """
+    rho = rem._check_rho(rho)
+    beta = rem._check_nonneg("beta", beta)
+    out = blocks.attention(1.0, rho, beta, seq_len, finite_T=finite_T and seq_len is not None)
+    return _ratio(out.p, out.q)
