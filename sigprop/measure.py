@@ -1,0 +1,360 @@
+"""Forward-hook probes: a tidy per-layer table of the quantities the signal-propagation theory predicts.
+
+``measure(model, inputs_embeds=x)`` (or ``input_ids=..., attention_mask=...``) runs one forward pass with
+hooks and returns a :class:`Measurement` whose ``layers[ℓ]`` describes the hidden state entering block
+ℓ+1 (layer 0 = input of block 1, layer ℓ ≥ 1 = output of block ℓ) and, for ℓ ≥ 1, the attention matrix
+of block ℓ.
+
+Per layer, over the *selected* tokens of each sequence (non-padding, optionally only the last k of them),
+each quantity computed per sequence and then averaged over the batch:
+
+* ``cosine``: mean pairwise cosine similarity over distinct pairs (the paper's plotted ρ);
+* ``rho_gram``: mean off-diagonal over mean diagonal entry of the Gram matrix ``X Xᵀ/d``, i.e. ``p/q``,
+  the theory's mean-field ρ (differs from ``cosine`` when token norms fluctuate);
+* ``q``: mean squared norm per dimension ``|x_t|²/d`` (1 after a LayerNorm);
+* ``stable_rank``: ``‖X‖_F² / ‖X‖_2²`` of the ``n × d`` token matrix (1 at rank collapse);
+
+and for ℓ ≥ 1, over the selected query rows, averaged over heads:
+
+* ``attn_entropy``: Shannon entropy ``−Σ_s A_ts ln A_ts`` of a row (nats); ≈ ``S(β, ρ) ln T`` in theory;
+* ``attn_entropy_norm``: row entropy / ``ln n_t`` with ``n_t`` the number of keys the row sees (rows with
+  one key skipped): 1 = uniform (rank-collapsing phase), → 0 = entropy collapse;
+* ``attn_y2``: ``Σ_s A_ts²`` (the participation ratio ``Y^{(2)}``);
+* ``attn_singular_values`` (``spectra=True`` or an int k for the top k): singular values of the attention
+  matrix of the first sequence (selected rows × its real keys), sorted per head and averaged over heads.
+
+Hook points are found by an *adapter* (:func:`hook_points`), registered per model type with
+:func:`register_adapter`. Built in: :class:`sigprop.nn.TransformerStack` (block outputs and
+``block.attn.probs``) and a best-effort HuggingFace adapter (decoder/encoder layer lists, attentions from
+``output_attentions=True``, which needs ``attn_implementation="eager"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "HookPoints",
+    "Measurement",
+    "attention_stats",
+    "grad_norms",
+    "hook_points",
+    "measure",
+    "register_adapter",
+    "token_stats",
+]
+
+
+# ----------------------------------------------------------------------------------------- adapters
+@dataclass
+class HookPoints:
+    """Where the probes attach in a model.
+
+    blocks : the L block modules, in order; the probe reads the first positional argument (or the
+        ``hidden_states`` keyword) of ``blocks[0]`` as layer 0 and the output (first element if a tuple)
+        of ``blocks[ℓ-1]`` as layer ℓ.
+    attention_probs : per block, a module whose forward output is the attention matrix ``A``
+        (``(B, heads, T, T)``), or ``None`` entries when attentions come from the model output instead.
+    causal : whether query row t sees only keys s ≤ t (for ``n_t`` in the normalised entropy).
+    forward_kwargs : extra keyword arguments for the forward call (e.g. ``output_attentions=True``).
+    attentions_from_output : maps the model output to a list of per-block ``A`` tensors (HF models).
+    """
+
+    blocks: list[nn.Module]
+    attention_probs: list[nn.Module | None]
+    causal: bool = False
+    forward_kwargs: dict[str, Any] = field(default_factory=dict)
+    attentions_from_output: Callable[[Any], Sequence[torch.Tensor]] | None = None
+
+
+_ADAPTERS: list[tuple[Callable[[nn.Module], bool], Callable[[nn.Module], HookPoints]]] = []
+
+
+def register_adapter(predicate: Callable[[nn.Module], bool], adapter: Callable[[nn.Module], HookPoints]) -> None:
+    """Teach :func:`measure` a new model family; adapters registered later take precedence."""
+    _ADAPTERS.insert(0, (predicate, adapter))
+
+
+def hook_points(model: nn.Module) -> HookPoints:
+    """The :class:`HookPoints` of ``model`` from the first matching adapter (``TypeError`` if none)."""
+    for predicate, adapter in _ADAPTERS:
+        if predicate(model):
+            return adapter(model)
+    raise TypeError(
+        f"sigprop.measure does not know where the blocks of a {type(model).__name__} are; "
+        "register an adapter with sigprop.measure.register_adapter"
+    )
+
+
+def _is_stack(model: nn.Module) -> bool:
+    from sigprop.nn.modules import TransformerStack
+
+    return isinstance(model, TransformerStack)
+
+
+def _stack_adapter(model: nn.Module) -> HookPoints:
+    return HookPoints(
+        blocks=list(model.blocks),
+        attention_probs=[b.attn.probs for b in model.blocks],
+        causal=bool(model.spec.causal),
+    )
+
+
+#: attribute paths of the block list in common HuggingFace architectures, with whether they are causal
+_HF_LAYER_PATHS: tuple[tuple[str, bool], ...] = (
+    ("encoder.layer", False),  # BertModel, RobertaModel, ...
+    ("bert.encoder.layer", False),
+    ("roberta.encoder.layer", False),
+    ("transformer.layer", False),  # DistilBert
+    ("model.layers", True),  # Llama-style *ForCausalLM
+    ("layers", True),  # Llama-style base models
+    ("transformer.h", True),  # GPT-2
+    ("h", True),
+    ("gpt_neox.layers", True),
+)
+
+
+def _get_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _is_hf(model: nn.Module) -> bool:
+    return hasattr(model, "config") and any(isinstance(_get_path(model, p), nn.ModuleList) for p, _ in _HF_LAYER_PATHS)
+
+
+def _hf_adapter(model: nn.Module) -> HookPoints:
+    for path, causal in _HF_LAYER_PATHS:
+        layers = _get_path(model, path)
+        if isinstance(layers, nn.ModuleList):
+            break
+    causal = bool(getattr(model.config, "is_decoder", False)) or causal
+    return HookPoints(
+        blocks=list(layers),
+        attention_probs=[None] * len(layers),
+        causal=causal,
+        forward_kwargs={"output_attentions": True},
+        attentions_from_output=lambda out: list(getattr(out, "attentions", None) or []),
+    )
+
+
+register_adapter(_is_hf, _hf_adapter)
+register_adapter(_is_stack, _stack_adapter)
+
+
+# ------------------------------------------------------------------------------------------- stats
+def _selection(token_mask: torch.Tensor, last_k: int | None) -> torch.Tensor:
+    """``(B, T)`` bool: real tokens, and among them only the last ``last_k`` of each sequence if given."""
+    sel = token_mask.bool()
+    if last_k is not None:
+        if last_k < 1:
+            raise ValueError(f"last_k must be ≥ 1; got {last_k}")
+        # rank of each real token counted from the end of its sequence (0 = last real token)
+        from_end = sel.flip(-1).cumsum(-1).flip(-1) - 1
+        sel = sel & (from_end < last_k)
+    return sel
+
+
+@torch.no_grad()
+def token_stats(X: torch.Tensor, sel: torch.Tensor) -> dict[str, float]:
+    """``cosine``, ``rho_gram``, ``q``, ``stable_rank`` of hidden states ``X`` ``(B, T, d)`` over ``sel`` ``(B, T)``.
+
+    Computed per sequence in float64, then averaged over the sequences that have ≥ 2 selected tokens
+    (``q`` over those with ≥ 1). NaN if there are none.
+    """
+    X = X.detach().to(torch.float64)
+    d = X.shape[-1]
+    cos, rho, qs, sr = [], [], [], []
+    for b in range(X.shape[0]):
+        Xb = X[b][sel[b]]
+        n = Xb.shape[0]
+        if n == 0:
+            continue
+        G = Xb @ Xb.T / d
+        diag = torch.diagonal(G)
+        q_b = diag.mean()
+        qs.append(q_b.item())
+        if n < 2:
+            continue
+        off = (G.sum() - diag.sum()) / (n * (n - 1))
+        rho.append((off / q_b).item())
+        inv = diag.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()
+        C = G * inv[:, None] * inv[None, :]
+        cos.append(((C.sum() - torch.diagonal(C).sum()) / (n * (n - 1))).item())
+        top = torch.linalg.eigvalsh(G)[-1]
+        sr.append((diag.sum() / top).item() if top > 0 else math.nan)
+
+    def mean(v: list[float]) -> float:
+        return sum(v) / len(v) if v else math.nan
+
+    return {"cosine": mean(cos), "rho_gram": mean(rho), "q": mean(qs), "stable_rank": mean(sr)}
+
+
+def _keys_seen(token_mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """``(B, T)``: number of keys n_t that query row t may attend to."""
+    km = token_mask.to(torch.float64)
+    return km.cumsum(-1) if causal else km.sum(-1, keepdim=True).expand_as(km)
+
+
+@torch.no_grad()
+def attention_stats(
+    A: torch.Tensor, sel: torch.Tensor, token_mask: torch.Tensor, *, causal: bool, spectra: bool | int = False
+) -> dict[str, Any]:
+    """``attn_entropy``, ``attn_entropy_norm``, ``attn_y2`` (and singular values) of ``A`` ``(B, H, T, T)``.
+
+    Averages over the selected query rows ``sel`` ``(B, T)`` of every head; ``token_mask`` ``(B, T)`` marks
+    the real keys, ``causal`` whether row t sees only s ≤ t.
+    """
+    A = A.detach().to(torch.float64)
+    if A.ndim == 3:
+        A = A[:, None]
+    B, H, T, _ = A.shape
+    ent = -torch.xlogy(A, A).sum(-1)  # (B, H, T)
+    y2 = (A * A).sum(-1)
+    n_keys = _keys_seen(token_mask, causal)[:, None, :].expand(B, H, T)
+    rows = sel[:, None, :].expand(B, H, T)
+    multi = rows & (n_keys > 1.5)
+    out: dict[str, Any] = {
+        "attn_entropy": ent[rows].mean().item() if rows.any() else math.nan,
+        "attn_entropy_norm": (ent[multi] / n_keys[multi].log()).mean().item() if multi.any() else math.nan,
+        "attn_y2": y2[rows].mean().item() if rows.any() else math.nan,
+    }
+    if spectra:
+        keys = token_mask[0].bool()
+        sub = A[0][:, sel[0]][:, :, keys]  # (H, rows, keys)
+        sv = torch.linalg.svdvals(sub).mean(0) if sub.numel() else torch.empty(0, dtype=torch.float64)
+        if not isinstance(spectra, bool):
+            sv = sv[: int(spectra)]
+        out["attn_singular_values"] = sv.tolist()
+    return out
+
+
+# --------------------------------------------------------------------------------------- measurement
+@dataclass
+class Measurement:
+    """Per-layer probe results: ``layers[ℓ]`` is a dict (see module docstring); ``meta`` the settings."""
+
+    layers: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    output: Any = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        """Column ``key`` across layers, e.g. ``m["cosine"]``."""
+        return [row.get(key, math.nan) for row in self.layers]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly ``{"layers": [...], "meta": {...}}``."""
+        return {"layers": [dict(r) for r in self.layers], "meta": dict(self.meta)}
+
+    def to_frame(self):
+        """A ``pandas.DataFrame`` with one row per layer (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.layers).set_index("layer")
+
+
+def measure(
+    model: nn.Module,
+    *,
+    input_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    last_k: int | None = None,
+    spectra: bool | int = False,
+    no_grad: bool = True,
+    **forward_kwargs: Any,
+) -> Measurement:
+    """Run ``model`` once with probes attached and return the per-layer :class:`Measurement`.
+
+    ``attention_mask`` ``(B, T)`` (1 = real token) is passed to the model and excludes padding from every
+    statistic; ``last_k`` restricts token pairs and attention query rows to the last k real tokens of each
+    sequence (decoder plots, digest §7). Hooks never modify activations and are always removed, also when
+    the forward raises. Runs under ``torch.no_grad()`` unless ``no_grad=False``; ``Measurement.output`` is
+    the model's return value.
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    points = hook_points(model)
+    ref = input_ids if input_ids is not None else inputs_embeds
+    B, T = ref.shape[0], ref.shape[1]
+    token_mask = (
+        torch.ones(B, T, dtype=torch.bool, device=ref.device) if attention_mask is None else attention_mask.bool()
+    )
+    sel = _selection(token_mask, last_k)
+    L = len(points.blocks)
+    states: list[dict[str, float] | None] = [None] * (L + 1)
+    attn: list[dict[str, Any] | None] = [None] * (L + 1)
+
+    def on_input(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else kwargs.get("hidden_states")
+        states[0] = token_stats(x, sel)
+
+    def on_block(i: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            x = output[0] if isinstance(output, (tuple, list)) else output
+            states[i] = token_stats(x, sel)
+
+        return hook
+
+    def on_probs(i: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            attn[i] = attention_stats(output, sel, token_mask, causal=points.causal, spectra=spectra)
+
+        return hook
+
+    handles = []
+    try:
+        if L:
+            handles.append(points.blocks[0].register_forward_pre_hook(on_input, with_kwargs=True))
+        for i, block in enumerate(points.blocks, start=1):
+            handles.append(block.register_forward_hook(on_block(i)))
+        for i, probs in enumerate(points.attention_probs, start=1):
+            if probs is not None:
+                handles.append(probs.register_forward_hook(on_probs(i)))
+        kwargs = dict(points.forward_kwargs)
+        kwargs.update(forward_kwargs)
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if input_ids is not None:
+            kwargs["input_ids"] = input_ids
+        else:
+            kwargs["inputs_embeds"] = inputs_embeds
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            output = model(**kwargs)
+            if points.attentions_from_output is not None:
+                for i, A in enumerate(points.attentions_from_output(output), start=1):
+                    if A is not None and attn[i] is None:
+                        attn[i] = attention_stats(A, sel, token_mask, causal=points.causal, spectra=spectra)
+    finally:
+        for h in handles:
+            h.remove()
+
+    empty_attn = {"attn_entropy": math.nan, "attn_entropy_norm": math.nan, "attn_y2": math.nan}
+    if spectra:
+        empty_attn["attn_singular_values"] = None
+    layers = []
+    for i in range(L + 1):
+        row: dict[str, Any] = {"layer": i}
+        row.update(states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan})
+        row.update(attn[i] if attn[i] is not None else empty_attn)
+        layers.append(row)
+    meta = {"batch": B, "seq_len": T, "last_k": last_k, "causal": points.causal, "model": type(model).__name__}
+    return Measurement(layers=layers, meta=meta, output=output)
+
+
+def grad_norms(model: nn.Module) -> dict[str, float]:
+    """Frobenius norm of each parameter's ``.grad`` (after a backward); parameters without a grad are skipped."""
+    return {name: p.grad.detach().norm().item() for name, p in model.named_parameters() if p.grad is not None}
+
