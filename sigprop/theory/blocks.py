@@ -29,16 +29,21 @@ class AttentionOut:
     """Output state of an attention layer and the REM statistics of its rows.
 
     ``y2`` is the row-averaged ``E Σ_s A_ts²``; ``entropy`` the row-averaged Shannon entropy divided by
-    ``ln(number of keys)``; ``beta_c`` the critical β of the attention input; ``condensed`` whether
-    ``β > β_c`` (entropy-collapse phase of the T = ∞ theory).
+    ``ln(number of keys)``; ``condensed`` whether ``β > β_c`` (entropy-collapse phase of the T = ∞
+    theory); ``beta_c`` the critical β of the attention input (computed on demand).
     """
 
     q: np.ndarray
     p: np.ndarray
     y2: np.ndarray
     entropy: np.ndarray
-    beta_c: np.ndarray
     condensed: np.ndarray
+    q_in_gap: np.ndarray  # q (q − p) of the attention input
+
+    @property
+    def beta_c(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.sqrt(2.0 / self.q_in_gap)
 
 
 def _causal_rows(seq_len: float) -> tuple[np.ndarray, np.ndarray]:
@@ -85,9 +90,14 @@ def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool):
         ent = mo.entropy / np.log(nn)
     else:
         bt = b * np.sqrt(np.log(float(seq_len)) / np.log(nn)) if seq_len is not None else b
-        y2 = rem.y2(bt)
+        m = np.minimum(rem.SQRT2 / np.maximum(bt, 1e-300), 1.0)  # Parisi m = β_c/β
+        y2 = 1.0 - m
         ov = np.zeros_like(y2)
-        ent = rem.entropy(bt)
+        ent = np.maximum(0.0, 1.0 - 0.5 * bt * bt)
+    if n.size == 1:
+        if one[0]:
+            return np.ones_like(y2[..., 0]), np.ones_like(y2[..., 0]), np.zeros_like(y2[..., 0])
+        return y2[..., 0], np.broadcast_to(ov, y2.shape)[..., 0], ent[..., 0]
     y2 = np.where(one, 1.0, y2)
     ov = np.where(one, 1.0, ov)
     ent = np.where(one, 0.0, ent)
@@ -106,12 +116,12 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
         raise ValueError(f"attention kind must be 'softmax' or 'centred'; got {kind!r}")
     q = np.asarray(q, dtype=float)
     p = np.asarray(p, dtype=float)
-    rho = np.clip(np.where(q > 0, p / np.where(q > 0, q, 1.0), 1.0), 0.0, 1.0)
     gap = np.maximum(q - p, 0.0)
-    b_eff = np.asarray(beta, dtype=float) * np.sqrt(q * gap)
+    qgap = q * gap
+    rho = p / np.maximum(q, 1e-300)
+    b_eff = np.asarray(beta, dtype=float) * np.sqrt(qgap)
     y2, ov, ent = _row_stats(b_eff, rho, seq_len, finite_T and seq_len is not None, causal)
-    bc = rem.beta_c(np.maximum(q, 1e-300), np.minimum(p, q))
-    condensed = np.asarray(beta) > bc
+    condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
     if kind == "softmax":
         q_out = p + gap * y2
         p_out = p + gap * ov
@@ -119,7 +129,7 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
         inv_n = 0.0 if (seq_len is None or not finite_T) else _mean_inv_keys(seq_len, causal)
         q_out = gap * np.maximum(y2 - inv_n, 0.0)
         p_out = gap * np.clip(ov - inv_n, 0.0, None)
-    return AttentionOut(q_out, p_out, y2, ent, bc, condensed)
+    return AttentionOut(q_out, p_out, y2, ent, condensed, qgap)
 
 
 def _mean_inv_keys(seq_len, causal: bool) -> float:
@@ -139,9 +149,12 @@ def residual(skip_q, skip_p, branch_q, branch_p, alpha) -> tuple[np.ndarray, np.
 
 
 def layernorm(q, p) -> tuple[np.ndarray, np.ndarray]:
-    """LayerNorm without affine parameters: ``(q, p) → (1, p/q)`` (mean subtraction is O(1/d))."""
+    """LayerNorm without affine parameters: ``(q, p) → (1, p/q)`` (mean subtraction is O(1/d)).
+
+    q is returned as a 0-d array (it broadcasts), which lets the MLP use one kernel table for the grid.
+    """
     q = np.asarray(q, dtype=float)
-    return np.ones_like(q), np.where(q > 0, np.asarray(p) / np.where(q > 0, q, 1.0), 1.0)
+    return np.asarray(1.0), np.asarray(p) / np.maximum(q, 1e-300)
 
 
 def mlp(q, p, activation, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,266 @@
+"""Trainability diagrams (digest §5, Fig 1c): where an initialisation rank-collapses, entropy-collapses,
+or trains.
+
+The whole diagram is **one** propagation of a grid :class:`~sigprop.spec.Spec` (two fields given as
+broadcasting arrays), then a classification of every point:
+
+1. **rank collapse** if the final cosine similarity ρ_L ≥ 1 − ε (``eps``);
+2. otherwise **entropy collapse** if the attention is in its condensed phase (β > β_c(ρ_{ℓ−1})) at
+   the layers named by ``entropy_rule``: ``"any"`` layer (default, the digest's rule), the ``"first"``
+   layer, or at least a ``fraction`` of the layers;
+3. otherwise **trainable**.
+
+At finite T the condensation criterion stays β > β_c(ρ) (the REM transition), while ρ_ℓ itself is
+propagated with finite-T statistics, which moves the rank-collapse boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sigprop.spec import _ARRAY_FIELDS, Spec
+from sigprop.theory.propagate import propagate
+
+TRAINABLE, RANK, ENTROPY = 0, 1, 2
+LABELS = {TRAINABLE: "trainable", RANK: "rank_collapse", ENTROPY: "entropy_collapse"}
+ENTROPY_RULES = ("any", "first", "fraction")
+AXIS_FIELDS = tuple(n for n in _ARRAY_FIELDS if n != "sigma_bv2")
+
+
+def _check_rule(eps: float, entropy_rule: str, fraction: float) -> None:
+    if not (0 < eps < 1):
+        raise ValueError(f"eps must be in (0, 1); got {eps}")
+    if entropy_rule not in ENTROPY_RULES:
+        raise ValueError(f"entropy_rule must be one of {ENTROPY_RULES}; got {entropy_rule!r}")
+    if not (0 < fraction <= 1):
+        raise ValueError(f"entropy_fraction must be in (0, 1]; got {fraction}")
+
+
+def classify(rho_final, n_condensed, first_condensed, depth: int, *, eps: float = 0.01,
+             entropy_rule: str = "any", entropy_fraction: float = 0.5) -> np.ndarray:
+    """Region label per point: 0 trainable, 1 rank collapse, 2 entropy collapse (see module docstring)."""
+    _check_rule(eps, entropy_rule, entropy_fraction)
+    if entropy_rule == "any":
+        ent = np.asarray(n_condensed) > 0
+    elif entropy_rule == "first":
+        ent = np.asarray(first_condensed, dtype=bool)
+    else:
+        ent = np.asarray(n_condensed) >= entropy_fraction * depth
+    rank = np.asarray(rho_final) >= 1.0 - eps
+    return np.where(rank, RANK, np.where(ent, ENTROPY, TRAINABLE)).astype(np.int8)
+
+
+@dataclass
+class Diagram:
+    """A trainability diagram over two spec fields.
+
+    ``labels[i, j]`` is the region at ``y_values[i]``, ``x_values[j]`` (0 trainable, 1 rank collapse,
+    2 entropy collapse); ``rho_final`` the theory's ρ_L there. ``overlays`` holds extra boolean masks of the
+    same shape (e.g. ``"grad_vanishing"``).
+    """
+
+    spec: Spec
+    x_name: str
+    x_values: np.ndarray
+    y_name: str
+    y_values: np.ndarray
+    labels: np.ndarray
+    rho_final: np.ndarray
+    n_condensed: np.ndarray
+    eps: float
+    entropy_rule: str
+    entropy_fraction: float
+    finite_T: bool
+    overlays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def label_at(self, x: float, y: float) -> str:
+        """Region name of the grid point nearest to (x, y)."""
+        j = int(np.argmin(np.abs(self.x_values - x)))
+        i = int(np.argmin(np.abs(self.y_values - y)))
+        return LABELS[int(self.labels[i, j])]
+
+    def fractions(self) -> dict[str, float]:
+        return {name: float(np.mean(self.labels == k)) for k, name in LABELS.items()}
+
+    def boundaries(self) -> list[dict[str, Any]]:
+        """Boundary points between regions: midpoints of neighbouring grid cells with different labels.
+
+        Returns one entry per pair of regions that touch: ``{"between": [a, b], "points": [[x, y], ...]}``.
+        """
+        pts: dict[tuple[int, int], list[list[float]]] = {}
+        lab = self.labels
+        xs, ys = self.x_values, self.y_values
+        # along x
+        diff = lab[:, 1:] != lab[:, :-1]
+        for i, j in zip(*np.nonzero(diff)):
+            key = tuple(sorted((int(lab[i, j]), int(lab[i, j + 1]))))
+            pts.setdefault(key, []).append([float(0.5 * (xs[j] + xs[j + 1])), float(ys[i])])
+        diff = lab[1:, :] != lab[:-1, :]
+        for i, j in zip(*np.nonzero(diff)):
+            key = tuple(sorted((int(lab[i, j]), int(lab[i + 1, j]))))
+            pts.setdefault(key, []).append([float(xs[j]), float(0.5 * (ys[i] + ys[i + 1]))])
+        return [
+            {"between": [LABELS[a], LABELS[b]], "points": sorted(v)} for (a, b), v in sorted(pts.items())
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        names = np.vectorize(LABELS.get)(self.labels) if self.labels.size else np.array([])
+        out = {
+            "x": {"name": self.x_name, "values": self.x_values.tolist()},
+            "y": {"name": self.y_name, "values": self.y_values.tolist()},
+            "labels": names.tolist(),
+            "label_codes": {v: k for k, v in LABELS.items()},
+            "rho_final": self.rho_final.tolist(),
+            "fractions": self.fractions(),
+            "boundaries": self.boundaries(),
+            "rule": {
+                "eps": self.eps,
+                "entropy_rule": self.entropy_rule,
+                "entropy_fraction": self.entropy_fraction,
+                "finite_T": self.finite_T,
+            },
+            "spec": self.spec.to_dict(),
+        }
+        for k, v in self.overlays.items():
+            out[k] = np.asarray(v).tolist()
+        return out
+
+
+def _axis(name: str, values) -> np.ndarray:
+    if name not in AXIS_FIELDS:
+        raise ValueError(f"diagram axis must be one of {AXIS_FIELDS}; got {name!r}")
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size < 1:
+        raise ValueError(f"{name} axis needs at least one value")
+    return v
+
+
+def diagram(spec: Spec, x: tuple[str, Any] = ("beta", np.linspace(0.05, 4.0, 80)),
+            y: tuple[str, Any] = ("alpha_sa", np.linspace(0.0, 3.0, 80)), *, eps: float = 0.01,
+            entropy_rule: str = "any", entropy_fraction: float = 0.5, finite_T: bool = True) -> Diagram:
+    """Trainability diagram of ``spec`` over fields ``x`` and ``y`` (default β × α_SA).
+
+    ``x`` and ``y`` are ``(field_name, values)``; every other field is taken from ``spec`` (scalars).
+    """
+    _check_rule(eps, entropy_rule, entropy_fraction)
+    if spec.is_grid:
+        raise ValueError("diagram needs a scalar spec; the axes supply the grid")
+    xn, xv = x[0], _axis(x[0], x[1])
+    yn, yv = y[0], _axis(y[0], y[1])
+    if xn == yn:
+        raise ValueError(f"diagram axes must differ; got {xn!r} twice")
+    grid = spec.replace(**{xn: xv[None, :], yn: yv[:, None]})
+    prop = propagate(grid, finite_T=finite_T, record=None)
+    shape = (yv.size, xv.size)
+    rho_L = np.broadcast_to(prop.rho_final, shape)
+    ncond = np.broadcast_to(prop.n_condensed, shape)
+    first = np.broadcast_to(prop.first_condensed, shape)
+    labels = classify(rho_L, ncond, first, spec.depth, eps=eps, entropy_rule=entropy_rule,
+                      entropy_fraction=entropy_fraction)
+    return Diagram(spec, xn, xv, yn, yv, labels, np.array(rho_L), np.array(ncond), eps, entropy_rule,
+                   entropy_fraction, finite_T)
+
+
+def where(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy_fraction: float = 0.5,
+          finite_T: bool = True) -> str:
+    """Region name of a single (scalar) spec."""
+    prop = propagate(spec, finite_T=finite_T, record=None)
+    lab = classify(prop.rho_final, prop.n_condensed, prop.first_condensed, spec.depth, eps=eps,
+                   entropy_rule=entropy_rule, entropy_fraction=entropy_fraction)
+    return LABELS[int(np.asarray(lab).ravel()[0])]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The trainable grid point farthest from every non-trainable point (axes scaled to [0, 1])."""
+
+    spec: Spec
+    x_name: str
+    x: float
+    y_name: str
+    y: float
+    margin: float
+    rho_final: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.x_name: self.x, self.y_name: self.y, "margin": self.margin, "rho_final": self.rho_final}
+
+
+def recommend_from(d: Diagram) -> Recommendation | None:
+    """Largest-margin trainable point of an existing diagram (``None`` if no point is trainable)."""
+    from scipy import ndimage
+
+    ok = d.labels == TRAINABLE
+    if not np.any(ok):
+        return None
+    ny, nx = ok.shape
+    # distance to the nearest non-trainable cell, each axis scaled to unit length; the grid edge counts
+    # as a boundary (we cannot vouch for what lies outside the diagram)
+    padded = np.pad(ok, 1, constant_values=False)
+    sampling = (1.0 / max(ny - 1, 1), 1.0 / max(nx - 1, 1))
+    dist = ndimage.distance_transform_edt(padded, sampling=sampling)[1:-1, 1:-1]
+    i, j = np.unravel_index(int(np.argmax(np.where(ok, dist, -1))), ok.shape)
+    x, y = float(d.x_values[j]), float(d.y_values[i])
+    return Recommendation(d.spec.replace(**{d.x_name: x, d.y_name: y}), d.x_name, x, d.y_name, y,
+                          float(dist[i, j]), float(d.rho_final[i, j]))
+
+
+def recommend(spec: Spec, x: tuple[str, Any] = ("beta", np.linspace(0.05, 4.0, 80)),
+              y: tuple[str, Any] = ("alpha_sa", np.linspace(0.0, 3.0, 80)), **kwargs) -> Recommendation | None:
+    """The trainable point of the (β, α_SA) diagram (or any two fields) with the largest margin."""
+    return recommend_from(diagram(spec, x, y, **kwargs))
+
+
+def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool = True,
+                   alpha_max: float = 1e3) -> np.ndarray:
+    """Critical residual strength α_c(L): the smallest α_SA with ρ_L < 1 − ε (digest §3.6).
+
+    Evaluated for every depth in ``depths`` (default: ``spec.depth``) from one propagation per refinement
+    round over a grid of α. ``inf`` where even ``alpha_max`` rank-collapses; 0 where α_SA = 0 already
+    avoids it. For post-LN stacks α_c grows like sqrt(L).
+    """
+    if spec.is_grid:
+        raise ValueError("critical_alpha needs a scalar spec")
+    if not (0 < eps < 1):
+        raise ValueError(f"eps must be in (0, 1); got {eps}")
+    depths = np.atleast_1d(np.asarray(spec.depth if depths is None else depths))
+    if depths.dtype.kind not in "iu" and not np.all(depths == np.round(depths)):
+        raise ValueError("depths must be integers")
+    depths = depths.astype(int)
+    if np.any(depths < 1) or np.any(depths > 100_000):
+        raise ValueError("depths must be in [1, 100000]")
+    L = int(depths.max())
+    base = spec.replace(depth=L)
+
+    def rho_at(alphas: np.ndarray) -> np.ndarray:
+        pr = propagate(base.replace(alpha_sa=alphas), finite_T=finite_T, record=("rho",))
+        return pr.rho  # (L + 1, *alphas.shape)
+
+    # coarse log grid (plus 0), then two local refinements per depth
+    grid = np.concatenate([[0.0], np.geomspace(1e-3, alpha_max, 241)])
+    rho = rho_at(grid)[depths]  # (n_depths, n_grid)
+    ok = rho < 1.0 - eps
+    out = np.full(depths.shape, np.inf)
+    has = ok.any(axis=1)
+    first = np.argmax(ok, axis=1)
+    out[has & (first == 0)] = 0.0
+    todo = has & (first > 0)
+    lo = np.where(todo, grid[np.maximum(first - 1, 0)], 0.0)
+    hi = np.where(todo, grid[first], 0.0)
+    for _ in range(3):
+        if not np.any(todo):
+            break
+        frac = np.linspace(0.0, 1.0, 33)
+        cand = lo[:, None] + (hi - lo)[:, None] * frac[None, :]  # (n_depths, 33)
+        r = rho_at(cand)  # (L+1, n_depths, 33)
+        r = r[depths, np.arange(depths.size)]  # (n_depths, 33)
+        okc = r < 1.0 - eps
+        k = np.argmax(okc, axis=1)
+        k = np.where(okc.any(axis=1), np.maximum(k, 1), 32)
+        lo = np.where(todo, cand[np.arange(depths.size), k - 1], lo)
+        hi = np.where(todo, cand[np.arange(depths.size), k], hi)
+    out[todo] = hi[todo]
+    return out if np.ndim(out) else float(out)
