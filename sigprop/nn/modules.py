@@ -17,8 +17,10 @@ tracks, and smaller than the 1e-5 of BERT so that the measured ``q`` after LN is
 
 The softmax probabilities come out of a tiny :class:`AttentionProbs` submodule so that a forward hook on
 ``block.attn.probs`` sees the attention matrix ``A`` (shape ``(B, heads, T, T)``) without changing the
-output. When no hook is attached to it (and no dropout is active) the attention uses PyTorch's fused
-``scaled_dot_product_attention``; the result is the same up to float rounding (tested).
+output: the explicit path ``softmax(QKᵀ/sqrt(d_h)) V`` always runs by default, so outputs with and without
+probes are bit-identical. Setting ``attn.fast = True`` uses PyTorch's fused ``scaled_dot_product_attention``
+whenever nothing hooks ``attn.probs`` and no dropout is active; it agrees to float rounding (~1e-6, tested)
+but gains only a few % on CPU (``benchmarks/bench_torch.py``).
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class SelfAttention(nn.Module):
     causal : decoder mask (row t sees keys s ≤ t).
     out_proj : add an output projection ``W_O`` (no bias; init variance 1/d leaves σ_v² unchanged).
     dropout : dropout on ``A`` (after :attr:`probs`, so hooks see the clean ``A``) and on the output.
+    fast : use the fused ``scaled_dot_product_attention`` when no hook is on :attr:`probs` (default off,
+        so that probes never change outputs even by rounding).
 
     Attributes ``q``, ``k`` (``nn.Linear`` without bias: ``W_Q``, ``W_K``), ``v`` (``W_V``, ``b_V``),
     ``o`` (``W_O`` or ``None``), ``probs`` (:class:`AttentionProbs`). Initialise with
@@ -145,7 +149,7 @@ class SelfAttention(nn.Module):
         causal: bool = False,
         out_proj: bool = False,
         dropout: float = 0.0,
-        fast: bool = True,
+        fast: bool = False,
     ) -> None:
         super().__init__()
         if d < 1 or heads < 1 or d % heads:
@@ -208,7 +212,7 @@ class GainControlledAttention(SelfAttention):
     """
 
     def __init__(
-        self, d: int, heads: int = 1, *, causal: bool = False, out_proj: bool = False, dropout: float = 0.0, fast: bool = True
+        self, d: int, heads: int = 1, *, causal: bool = False, out_proj: bool = False, dropout: float = 0.0, fast: bool = False
     ) -> None:
         super().__init__(d, heads, centred=True, causal=causal, out_proj=out_proj, dropout=dropout, fast=fast)
 
@@ -312,6 +316,20 @@ class TransformerStack(nn.Module):
         d = spec.width
         self.width, self.heads, self.hidden = d, spec.heads, max(1, round(spec.mlp_ratio * d))
         self.emb_std, self.pos_std = float(emb_std), float(pos_std)
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.seed = int(seed)
+        # PyTorch's default Linear/Embedding init draws from the global RNG; it is overwritten by
+        # init_weights anyway, so restore the global state afterwards (the seed alone fixes the model)
+        with torch.random.fork_rng(devices=[]):
+            self._build(spec, vocab_size, max_position, out_proj, layer_norm_affine, dropout)
+        from sigprop.nn.init import init_weights
+
+        init_weights(self, spec, torch.Generator().manual_seed(self.seed))
+        self.to(dtype)
+
+    def _build(self, spec, vocab_size, max_position, out_proj, layer_norm_affine, dropout) -> None:
+        d = spec.width
         self.blocks = nn.ModuleList(
             Block(
                 d,
@@ -338,14 +356,6 @@ class TransformerStack(nn.Module):
         else:
             self.max_position = None
             self.token_embedding = self.position_embedding = self.embed_norm = None
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-        self.seed = int(seed)
-        from sigprop.nn.init import init_weights
-
-        gen = torch.Generator().manual_seed(self.seed)
-        init_weights(self, spec, gen)
-        self.to(dtype)
 
     @property
     def vocab_size(self) -> int | None:
