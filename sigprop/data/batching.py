@@ -99,7 +99,9 @@ def mlm_collate(
     return {"input_ids": inputs, "labels": labels, "attention_mask": attention}
 
 
-def clm_targets(batch: torch.Tensor | Sequence[Any], pad_token_id: int | None = None) -> dict[str, torch.Tensor]:
+def clm_targets(
+    batch: torch.Tensor | Sequence[Any], pad_token_id: int | None = None
+) -> dict[str, torch.Tensor]:
     """Causal-LM inputs and labels, HuggingFace convention: ``labels`` equal ``input_ids`` (unshifted;
     the model shifts them internally, predicting ``labels[:, t+1]`` from positions ``<= t``), with
     ``pad_token_id`` positions (if given) set to :data:`IGNORE_INDEX`. A model that does not shift must

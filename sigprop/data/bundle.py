@@ -84,7 +84,9 @@ def prepare(
     test = pack(corpus.test, tokenizer, seq_len)
     for name, t in (("train", train), ("test", test)):
         if t.shape[0] == 0:
-            raise ValueError(f"corpus {corpus.name!r}: the {name} split has fewer than seq_len={seq_len} tokens")
+            raise ValueError(
+                f"corpus {corpus.name!r}: the {name} split has fewer than seq_len={seq_len} tokens"
+            )
     v = len(tokenizer)
     return DataBundle(
         tokenizer=tokenizer,

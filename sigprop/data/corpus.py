@@ -130,8 +130,8 @@ def split_documents(
             is_test[min(range(len(docs)), key=keys.__getitem__)] = True
         elif all(is_test):
             is_test[max(range(len(docs)), key=keys.__getitem__)] = False
-    train = [d for d, t in zip(docs, is_test) if not t]
-    test = [d for d, t in zip(docs, is_test) if t]
+    train = [d for d, t in zip(docs, is_test, strict=True) if not t]
+    test = [d for d, t in zip(docs, is_test, strict=True) if t]
     return train, test
 
 
@@ -170,11 +170,16 @@ def parse_text(text: str) -> list[str]:
 
 def _fortune_documents(directory: Path) -> list[str]:
     if not directory.is_dir():
-        raise CorpusUnavailable(unavailable_message(f"Debian's fortunes are not installed ({directory} is missing)"))
+        raise CorpusUnavailable(
+            unavailable_message(f"Debian's fortunes are not installed ({directory} is missing)")
+        )
     files = sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and not p.is_symlink() and p.suffix not in (".dat", ".u8") and not p.name.startswith(".")
+        if p.is_file()
+        and not p.is_symlink()
+        and p.suffix not in (".dat", ".u8")
+        and not p.name.startswith(".")
     )
     docs = [doc for p in files for doc in parse_text(read_text_file(p))]
     if not docs:
@@ -184,7 +189,9 @@ def _fortune_documents(directory: Path) -> list[str]:
 
 def _path_documents(path: Path) -> list[str]:
     if path.is_dir():
-        files = sorted((p for p in path.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
+        files = sorted(
+            (p for p in path.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()
+        )
         if not files:
             raise CorpusUnavailable(unavailable_message(f"folder {path} contains no *.txt files"))
     else:
@@ -225,8 +232,10 @@ def _hf_documents(spec: str, max_documents: int | None) -> list[str]:
         column: str | None = None
         for row in rows:
             if column is None:
-                column = "text" if isinstance(row.get("text"), str) else next(
-                    (k for k, v in row.items() if isinstance(v, str)), None
+                column = (
+                    "text"
+                    if isinstance(row.get("text"), str)
+                    else next((k for k, v in row.items() if isinstance(v, str)), None)
                 )
                 if column is None:
                     raise CorpusUnavailable(unavailable_message(f"'hf:{spec}' has no text column"))
@@ -278,7 +287,9 @@ def load_corpus(
     else:
         path = Path(name).expanduser()
         if not path.exists():
-            raise CorpusUnavailable(unavailable_message(f"no corpus named {name!r} and no such file or folder"))
+            raise CorpusUnavailable(
+                unavailable_message(f"no corpus named {name!r} and no such file or folder")
+            )
         docs = _path_documents(path)
     if max_documents is not None:
         docs = docs[:max_documents]

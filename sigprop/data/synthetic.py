@@ -31,10 +31,47 @@ __all__ = [
     "story",
 ]
 
-GIRLS: tuple[str, ...] = ("Lily", "Mia", "Emma", "Sara", "Anna", "Lucy", "Zoe", "Ella", "Rose", "Amy", "Kim", "Jane")
-BOYS: tuple[str, ...] = ("Tom", "Ben", "Max", "Sam", "Leo", "Jack", "Tim", "Finn", "Jake", "Noah", "Bob", "Dan")
+GIRLS: tuple[str, ...] = (
+    "Lily",
+    "Mia",
+    "Emma",
+    "Sara",
+    "Anna",
+    "Lucy",
+    "Zoe",
+    "Ella",
+    "Rose",
+    "Amy",
+    "Kim",
+    "Jane",
+)
+BOYS: tuple[str, ...] = (
+    "Tom",
+    "Ben",
+    "Max",
+    "Sam",
+    "Leo",
+    "Jack",
+    "Tim",
+    "Finn",
+    "Jake",
+    "Noah",
+    "Bob",
+    "Dan",
+)
 NAMES: tuple[str, ...] = GIRLS + BOYS
-COLOURS: tuple[str, ...] = ("red", "blue", "green", "yellow", "pink", "purple", "orange", "white", "black", "brown")
+COLOURS: tuple[str, ...] = (
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "pink",
+    "purple",
+    "orange",
+    "white",
+    "black",
+    "brown",
+)
 OBJECTS: tuple[str, ...] = (
     "ball", "kite", "box", "hat", "car", "doll", "book", "cup", "boat", "drum", "train", "bike", "shoe", "bag",
     "truck", "balloon", "crayon", "shell", "key", "spoon", "sock", "blanket", "rock", "coin", "ring", "bear",
