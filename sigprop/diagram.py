@@ -226,6 +226,7 @@ def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool
         raise ValueError("critical_alpha needs a scalar spec")
     if not (0 < eps < 1):
         raise ValueError(f"eps must be in (0, 1); got {eps}")
+    scalar = depths is None or np.ndim(depths) == 0
     depths = np.atleast_1d(np.asarray(spec.depth if depths is None else depths))
     if depths.dtype.kind not in "iu" and not np.all(depths == np.round(depths)):
         raise ValueError("depths must be integers")
@@ -263,4 +264,4 @@ def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool
         lo = np.where(todo, cand[np.arange(depths.size), k - 1], lo)
         hi = np.where(todo, cand[np.arange(depths.size), k], hi)
     out[todo] = hi[todo]
-    return out if np.ndim(out) else float(out)
+    return float(out[0]) if scalar else out
