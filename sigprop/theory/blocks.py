@@ -118,7 +118,7 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
     p = np.asarray(p, dtype=float)
     gap = np.maximum(q - p, 0.0)
     qgap = q * gap
-    rho = p / np.maximum(q, 1e-300)
+    rho = np.clip(p / np.maximum(q, 1e-300), 0.0, 1.0)
     b_eff = np.asarray(beta, dtype=float) * np.sqrt(qgap)
     y2, ov, ent = _row_stats(b_eff, rho, seq_len, finite_T and seq_len is not None, causal)
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
