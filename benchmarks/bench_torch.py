@@ -37,7 +37,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -54,8 +56,14 @@ def main() -> None:
     hf = {}
     for impl in ("sdpa", "eager"):
         cfg = BertConfig(
-            vocab_size=2000, hidden_size=d, num_hidden_layers=L, num_attention_heads=1, intermediate_size=d,
-            max_position_embeddings=T, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+            vocab_size=2000,
+            hidden_size=d,
+            num_hidden_layers=L,
+            num_attention_heads=1,
+            intermediate_size=d,
+            max_position_embeddings=T,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
             attn_implementation=impl,
         )
         hf[impl] = BertModel(cfg, add_pooling_layer=False).eval()
@@ -100,16 +108,26 @@ def main() -> None:
         for k, fn in cases.items():
             times[k] += _time(fn, 1, 0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"forward, CPU, torch {torch.__version__}, threads={torch.get_num_threads()}, "
-          f"L={L} d={d} T={T} batch={B} heads=1, median of {args.repeats} after {args.warmup} warm-up")
+    print(
+        f"forward, CPU, torch {torch.__version__}, threads={torch.get_num_threads()}, "
+        f"L={L} d={d} T={T} batch={B} heads=1, median of {args.repeats} after {args.warmup} warm-up"
+    )
     width = max(map(len, med))
     for k, v in med.items():
         print(f"  {k:<{width}}  {v * 1e3:9.1f} ms   (min {min(times[k]) * 1e3:.1f})")
     ref = med["HF BertModel (sdpa)"]
-    print(f"ratio ours (default) / HF (default sdpa): {med['sigprop TransformerStack (explicit softmax)'] / ref:.3f}")
-    print(f"ratio ours (fused)   / HF (sdpa):         {med['sigprop TransformerStack (fused sdpa path)'] / ref:.3f}")
-    print(f"ratio ours (default) / HF (eager):        {med['sigprop TransformerStack (explicit softmax)'] / med['HF BertModel (eager)']:.3f}")
-    print(f"ratio measure() / HF (sdpa) forward:      {med['sigprop measure() (probes on, all stats)'] / ref:.3f}")
+    print(
+        f"ratio ours (default) / HF (default sdpa): {med['sigprop TransformerStack (explicit softmax)'] / ref:.3f}"
+    )
+    print(
+        f"ratio ours (fused)   / HF (sdpa):         {med['sigprop TransformerStack (fused sdpa path)'] / ref:.3f}"
+    )
+    print(
+        f"ratio ours (default) / HF (eager):        {med['sigprop TransformerStack (explicit softmax)'] / med['HF BertModel (eager)']:.3f}"
+    )
+    print(
+        f"ratio measure() / HF (sdpa) forward:      {med['sigprop measure() (probes on, all stats)'] / ref:.3f}"
+    )
 
 
 if __name__ == "__main__":

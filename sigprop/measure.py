@@ -76,7 +76,9 @@ class HookPoints:
 _ADAPTERS: list[tuple[Callable[[nn.Module], bool], Callable[[nn.Module], HookPoints]]] = []
 
 
-def register_adapter(predicate: Callable[[nn.Module], bool], adapter: Callable[[nn.Module], HookPoints]) -> None:
+def register_adapter(
+    predicate: Callable[[nn.Module], bool], adapter: Callable[[nn.Module], HookPoints]
+) -> None:
     """Teach :func:`measure` a new model family; adapters registered later take precedence."""
     _ADAPTERS.insert(0, (predicate, adapter))
 
@@ -129,14 +131,17 @@ def _get_path(obj: Any, path: str) -> Any:
 
 
 def _is_hf(model: nn.Module) -> bool:
-    return hasattr(model, "config") and any(isinstance(_get_path(model, p), nn.ModuleList) for p, _ in _HF_LAYER_PATHS)
+    return hasattr(model, "config") and any(
+        isinstance(_get_path(model, p), nn.ModuleList) for p, _ in _HF_LAYER_PATHS
+    )
 
 
 def _hf_adapter(model: nn.Module) -> HookPoints:
-    for path, causal in _HF_LAYER_PATHS:
-        layers = _get_path(model, path)
-        if isinstance(layers, nn.ModuleList):
-            break
+    layers, causal = next(
+        (_get_path(model, path), c)
+        for path, c in _HF_LAYER_PATHS
+        if isinstance(_get_path(model, path), nn.ModuleList)
+    )
     causal = bool(getattr(model.config, "is_decoder", False)) or causal
     return HookPoints(
         blocks=list(layers),
@@ -290,7 +295,9 @@ def measure(
     ref = input_ids if input_ids is not None else inputs_embeds
     B, T = ref.shape[0], ref.shape[1]
     token_mask = (
-        torch.ones(B, T, dtype=torch.bool, device=ref.device) if attention_mask is None else attention_mask.bool()
+        torch.ones(B, T, dtype=torch.bool, device=ref.device)
+        if attention_mask is None
+        else attention_mask.bool()
     )
     sel = _selection(token_mask, last_k)
     L = len(points.blocks)
@@ -347,14 +354,21 @@ def measure(
     layers = []
     for i in range(L + 1):
         row: dict[str, Any] = {"layer": i}
-        row.update(states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan})
+        row.update(
+            states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan}
+        )
         row.update(attn[i] if attn[i] is not None else empty_attn)
         layers.append(row)
-    meta = {"batch": B, "seq_len": T, "last_k": last_k, "causal": points.causal, "model": type(model).__name__}
+    meta = {
+        "batch": B,
+        "seq_len": T,
+        "last_k": last_k,
+        "causal": points.causal,
+        "model": type(model).__name__,
+    }
     return Measurement(layers=layers, meta=meta, output=output)
 
 
 def grad_norms(model: nn.Module) -> dict[str, float]:
     """Frobenius norm of each parameter's ``.grad`` (after a backward); parameters without a grad are skipped."""
     return {name: p.grad.detach().norm().item() for name, p in model.named_parameters() if p.grad is not None}
-

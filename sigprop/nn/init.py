@@ -58,7 +58,12 @@ def init_weights(
     if generator is None:
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
     beta, lnT = float(spec.beta), math.log(spec.seq_len)
-    sv2, sw2, sb2, sbv2 = float(spec.sigma_v2), float(spec.sigma_w2), float(spec.sigma_b2), float(spec.bias_v2)
+    sv2, sw2, sb2, sbv2 = (
+        float(spec.sigma_v2),
+        float(spec.sigma_w2),
+        float(spec.sigma_b2),
+        float(spec.bias_v2),
+    )
     for module in model.modules():
         if isinstance(module, SelfAttention):
             d = module.d

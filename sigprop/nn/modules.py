@@ -74,7 +74,9 @@ def activation_fn(activation: str | Callable[[Any], Any]) -> Callable[[torch.Ten
         try:
             return ACTIVATIONS[activation.lower()]
         except KeyError:
-            raise ValueError(f"activation {activation!r} has no torch twin; known: {sorted(ACTIVATIONS)}") from None
+            raise ValueError(
+                f"activation {activation!r} has no torch twin; known: {sorted(ACTIVATIONS)}"
+            ) from None
     if callable(activation):
         return activation
     raise ValueError(f"activation must be a name or a callable; got {activation!r}")
@@ -117,7 +119,9 @@ def _has_hooks(module: nn.Module) -> bool:
     if module._forward_hooks or module._forward_pre_hooks:
         return True
     glob = nn.modules.module
-    return bool(getattr(glob, "_global_forward_hooks", None) or getattr(glob, "_global_forward_pre_hooks", None))
+    return bool(
+        getattr(glob, "_global_forward_hooks", None) or getattr(glob, "_global_forward_pre_hooks", None)
+    )
 
 
 class SelfAttention(nn.Module):
@@ -176,7 +180,12 @@ class SelfAttention(nn.Module):
         mask = allowed_keys(T, causal=self.causal, attention_mask=attention_mask, device=x.device)
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
         drop_active = self.training and self.attn_dropout.p > 0
-        if self.fast and not drop_active and not _has_hooks(self.probs) and (mask is None or bool(mask.any(-1).all())):
+        if (
+            self.fast
+            and not drop_active
+            and not _has_hooks(self.probs)
+            and (mask is None or bool(mask.any(-1).all()))
+        ):
             if mask is None or (attention_mask is None and self.causal):
                 out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
             else:
@@ -212,7 +221,14 @@ class GainControlledAttention(SelfAttention):
     """
 
     def __init__(
-        self, d: int, heads: int = 1, *, causal: bool = False, out_proj: bool = False, dropout: float = 0.0, fast: bool = False
+        self,
+        d: int,
+        heads: int = 1,
+        *,
+        causal: bool = False,
+        out_proj: bool = False,
+        dropout: float = 0.0,
+        fast: bool = False,
     ) -> None:
         super().__init__(d, heads, centred=True, causal=causal, out_proj=out_proj, dropout=dropout, fast=fast)
 
@@ -220,7 +236,9 @@ class GainControlledAttention(SelfAttention):
 class MLP(nn.Module):
     """``W_2 φ(W_1 x + b_1) + b_2`` with hidden width ``round(mlp_ratio · d)`` (attributes ``fc1``, ``fc2``)."""
 
-    def __init__(self, d: int, hidden: int, activation: str | Callable[[Any], Any] = "relu", dropout: float = 0.0) -> None:
+    def __init__(
+        self, d: int, hidden: int, activation: str | Callable[[Any], Any] = "relu", dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d, hidden)
         self.fc2 = nn.Linear(hidden, d)
@@ -311,7 +329,9 @@ class TransformerStack(nn.Module):
         if not isinstance(spec, Spec):
             raise TypeError(f"spec must be a sigprop.Spec; got {type(spec).__name__}")
         if spec.is_grid:
-            raise ValueError(f"TransformerStack needs a scalar Spec, got a grid of shape {spec.shape}; use spec.point(i)")
+            raise ValueError(
+                f"TransformerStack needs a scalar Spec, got a grid of shape {spec.shape}; use spec.point(i)"
+            )
         self.spec = spec
         d = spec.width
         self.width, self.heads, self.hidden = d, spec.heads, max(1, round(spec.mlp_ratio * d))
@@ -351,7 +371,9 @@ class TransformerStack(nn.Module):
             self.max_position = int(max_position if max_position is not None else spec.seq_len)
             self.token_embedding: nn.Embedding | None = nn.Embedding(int(vocab_size), d)
             self.position_embedding: nn.Embedding | None = nn.Embedding(self.max_position, d)
-            self.embed_norm: nn.LayerNorm | None = nn.LayerNorm(d, eps=LN_EPS, elementwise_affine=layer_norm_affine)
+            self.embed_norm: nn.LayerNorm | None = nn.LayerNorm(
+                d, eps=LN_EPS, elementwise_affine=layer_norm_affine
+            )
             self.embed_dropout = nn.Dropout(dropout)
         else:
             self.max_position = None
@@ -364,7 +386,9 @@ class TransformerStack(nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token + position (0..T−1) embeddings → embedding LayerNorm; ``(B, T)`` → ``(B, T, d)``."""
         if self.token_embedding is None:
-            raise ValueError("this TransformerStack has no embeddings; build it with vocab_size=... or pass inputs_embeds")
+            raise ValueError(
+                "this TransformerStack has no embeddings; build it with vocab_size=... or pass inputs_embeds"
+            )
         T = input_ids.shape[-1]
         if T > self.max_position:
             raise ValueError(f"sequence length {T} exceeds max_position {self.max_position}")

@@ -35,7 +35,12 @@ def all_hooks(model):
 # ------------------------------------------------------------------------------------ oracles
 def np_cosine(X):
     n = len(X)
-    vals = [X[i] @ X[j] / np.linalg.norm(X[i]) / np.linalg.norm(X[j]) for i in range(n) for j in range(n) if i != j]
+    vals = [
+        X[i] @ X[j] / np.linalg.norm(X[i]) / np.linalg.norm(X[j])
+        for i in range(n)
+        for j in range(n)
+        if i != j
+    ]
     return float(np.mean(vals))
 
 
@@ -117,7 +122,7 @@ def test_layer_states_match_manual_forward():
             h = b(h)
             states.append(h)
     full = torch.ones(2, 16, dtype=torch.bool)
-    for row, X in zip(r.layers, states):
+    for row, X in zip(r.layers, states, strict=True):
         ref = token_stats(X, full)
         for k in ref:
             assert row[k] == pytest.approx(ref[k], rel=1e-6)
@@ -182,7 +187,7 @@ def test_padding_excluded(causal):
     ids2[mask == 0] = (ids2[mask == 0] + 7) % 30
     a = measure(m, input_ids=ids, attention_mask=mask, spectra=True)
     b = measure(m, input_ids=ids2, attention_mask=mask, spectra=True)
-    for ra, rb in zip(a.layers, b.layers):
+    for ra, rb in zip(a.layers, b.layers, strict=True):
         for k, v in ra.items():
             if isinstance(v, list):
                 assert np.allclose(v, rb[k], atol=1e-6)
@@ -238,7 +243,10 @@ def test_unknown_model_and_custom_adapter():
         def forward(self, inputs_embeds):
             return self.seq(inputs_embeds)
 
-    register_adapter(lambda mod: isinstance(mod, Wrap), lambda mod: HookPoints(blocks=list(mod.seq), attention_probs=[None, None]))
+    register_adapter(
+        lambda mod: isinstance(mod, Wrap),
+        lambda mod: HookPoints(blocks=list(mod.seq), attention_probs=[None, None]),
+    )
     w = Wrap()
     assert len(hook_points(w).blocks) == 2
     r = measure(w, inputs_embeds=torch.randn(1, 3, 4))
@@ -248,8 +256,13 @@ def test_unknown_model_and_custom_adapter():
 def test_huggingface_bert_adapter():
     transformers = pytest.importorskip("transformers")
     cfg = transformers.BertConfig(
-        vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=16, attn_implementation="eager",
+        vocab_size=30,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        attn_implementation="eager",
     )
     hf = transformers.BertModel(cfg).eval()
     ids = torch.randint(0, 30, (2, 16))

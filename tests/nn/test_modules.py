@@ -66,8 +66,18 @@ def test_init_statistics_match_digest_formulas():
     3 layers and both MLP biases it is ≤ 2.6 %: tolerance 12 % (> 4.5σ). The MLP hidden width is 512 so
     that W_2's σ_w²/hidden differs from σ_w²/d by √2 — a swapped formula fails."""
     d, T, beta = 256, 512, 1.7
-    spec = Spec(depth=3, width=d, heads=4, seq_len=T, mlp_ratio=2.0, beta=beta, sigma_v2=0.3, sigma_w2=0.5,
-                sigma_b2=0.01, sigma_bv2=0.04)
+    spec = Spec(
+        depth=3,
+        width=d,
+        heads=4,
+        seq_len=T,
+        mlp_ratio=2.0,
+        beta=beta,
+        sigma_v2=0.3,
+        sigma_w2=0.5,
+        sigma_b2=0.01,
+        sigma_bv2=0.04,
+    )
     m = TransformerStack(spec, vocab_size=1000, seed=0, out_proj=True)
     std = lambda ts: torch.cat([t.detach().flatten() for t in ts]).std().item()  # noqa: E731
     B = m.blocks
@@ -85,7 +95,9 @@ def test_init_statistics_match_digest_formulas():
         assert got == pytest.approx(want, rel=0.02)
     assert std([b.attn.v.bias for b in B]) == pytest.approx(0.2, rel=0.12)
     assert std([b.mlp.fc1.bias for b in B] + [b.mlp.fc2.bias for b in B]) == pytest.approx(0.1, rel=0.12)
-    assert abs(torch.cat([b.attn.q.weight.flatten() for b in B]).mean().item()) < 5 * expect_qk / math.sqrt(3 * d * d)
+    assert abs(torch.cat([b.attn.q.weight.flatten() for b in B]).mean().item()) < 5 * expect_qk / math.sqrt(
+        3 * d * d
+    )
     assert spec.init_std_qk == pytest.approx(expect_qk)
 
 
@@ -96,7 +108,7 @@ def test_seed_reproducible_and_global_rng_untouched():
     b = TransformerStack(spec, vocab_size=7, seed=5)
     c = TransformerStack(spec, vocab_size=7, seed=6)
     assert torch.equal(torch.get_rng_state(), state)
-    for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb), n
         assert not torch.equal(pa, pc), n
     torch.manual_seed(1)
@@ -131,7 +143,9 @@ def test_logit_variance_independent_of_heads(heads):
     for seed in range(3):
         m = TransformerStack(spec, seed=seed)
         seen = {}
-        h = m.blocks[0].attn.probs.register_forward_pre_hook(lambda mod, args: seen.update(logits=args[0]))
+        h = m.blocks[0].attn.probs.register_forward_pre_hook(
+            lambda mod, args, seen=seen: seen.update(logits=args[0])
+        )
         with torch.no_grad():
             m(inputs_embeds=x)
         h.remove()
@@ -161,7 +175,7 @@ def _loop_attention(x, attn, key_mask, causal, centred):
                 mx = max(logits)
                 w = [math.exp(a - mx) for a in logits]
                 Z = sum(w)
-                for s, ws in zip(keys, w):
+                for s, ws in zip(keys, w, strict=True):
                     coef = ws / Z - (1.0 / len(keys) if centred else 0.0)
                     out[b, t, sl] += coef * (Wv[sl] @ x[b, s] + bv[sl])
     return out
@@ -173,7 +187,9 @@ def _loop_attention(x, attn, key_mask, causal, centred):
 def test_attention_matches_explicit_loop(centred, causal, fast):
     spec = small_spec(beta=2.0, sigma_v2=1.0, sigma_b2=0.1)
     torch.manual_seed(0)
-    attn = (GainControlledAttention(8, 2, causal=causal) if centred else SelfAttention(8, 2, causal=causal)).double()
+    attn = (
+        GainControlledAttention(8, 2, causal=causal) if centred else SelfAttention(8, 2, causal=causal)
+    ).double()
     attn.fast = fast
     init_weights(attn, spec, torch.Generator().manual_seed(1))
     x = torch.randn(3, 5, 8, dtype=torch.float64)
@@ -201,7 +217,9 @@ def test_centred_rows_sum_to_zero(causal):
     x = torch.randn(2, 7, 16)
     mask = torch.tensor([[1] * 7, [1, 1, 1, 1, 0, 0, 0]])
     assert attn(x, attention_mask=mask).abs().max().item() < 1e-6
-    assert torch.allclose(plain(x, attention_mask=mask), torch.linspace(-1, 1, 16).expand(2, 7, 16), atol=1e-6)
+    assert torch.allclose(
+        plain(x, attention_mask=mask), torch.linspace(-1, 1, 16).expand(2, 7, 16), atol=1e-6
+    )
 
 
 def test_padding_keys_do_not_leak():
@@ -235,7 +253,10 @@ def test_post_ln_unit_norm_pre_ln_grows():
         spec = Spec(depth=6, width=64, heads=2, seq_len=16, norm=norm, sigma_v2=1.0)
         m = TransformerStack(spec, seed=0)
         qs = []
-        hooks = [b.register_forward_hook(lambda mod, a, out: qs.append(out.pow(2).mean(-1))) for b in m.blocks]
+        hooks = [
+            b.register_forward_hook(lambda mod, a, out, qs=qs: qs.append(out.pow(2).mean(-1)))
+            for b in m.blocks
+        ]
         with torch.no_grad():
             m(inputs_embeds=x)
         for h in hooks:
@@ -245,7 +266,7 @@ def test_post_ln_unit_norm_pre_ln_grows():
                 assert torch.allclose(q, torch.ones_like(q), atol=1e-4)
         else:
             means = [q.mean().item() for q in qs]
-            assert all(b > a for a, b in zip(means, means[1:]))
+            assert all(b > a for a, b in zip(means[:-1], means[1:], strict=True))
             assert means[-1] > 2.0  # each block adds ≳ σ_v² q_A + MLP ≈ 0.2-1 to q
 
 
