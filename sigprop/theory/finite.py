@@ -458,10 +458,11 @@ def _cmax(n: float) -> float:
 # tables
 # --------------------------------------------------------------------------------------------------
 
-_MOM_NODES = 257  # spline nodes in x = b/(1+b) ∈ [0, 1]
+_MOM_NODES = 193  # spline nodes in x = b/(1+b) ∈ [0, 1]
 _MOM_FINE = 8193  # fine resampling for linear reads
-_OV_NODES_X = 49
-_OV_NODES_R = 25
+_OV_NODES_X = 41
+_OV_NODES_R = 21
+_OV_POW = 3.0  # ρ axis: w = (1 − ρ)^(1/_OV_POW)
 _OV_FINE_X = 1025
 _OV_FINE_R = 513
 _DIRECT_BELOW = 48  # fewer points than this for one n (and no table yet): direct quadrature
@@ -493,7 +494,15 @@ class _MomentTable:
         spl = interpolate.CubicSpline(x, vals, axis=0)
         xf = np.linspace(0.0, 1.0, _MOM_FINE)
         self.fine = np.ascontiguousarray(spl(xf))
+        self.fine_y2 = np.ascontiguousarray(self.fine[:, 0])
         self.spline = spl
+
+    def y2(self, b: np.ndarray) -> np.ndarray:
+        x = _x_of_b(b) * (_MOM_FINE - 1)
+        i = np.minimum(x.astype(np.int64), _MOM_FINE - 2)
+        f = x - i
+        col = self.fine_y2
+        return col[i] * (1.0 - f) + col[i + 1] * f
 
     def __call__(self, b: np.ndarray) -> np.ndarray:
         x = _x_of_b(b) * (_MOM_FINE - 1)
@@ -505,41 +514,57 @@ class _MomentTable:
 
 
 class _OverlapTable:
-    """Overlap at fixed n over (x = b/(1+b), r = sqrt(1 − ρ)) ∈ [0,1]²."""
+    """Overlap at fixed n on (x = b/(1+b), w = (1 − ρ)^{1/4}) ∈ [0,1]² (w resolves the ρ → 1 edge).
+
+    Stored as the ratio ``R = (overlap − 1/n)/(Y^(2) − 1/n)`` (1 at ρ = 1, → ρ as b → 0), which is
+    much flatter in b than the overlap itself; ``Y^(2)(b)`` comes from the moment table.
+    """
 
     B_INF = 1e7  # b used for the x = 1 column
+    Y2_FLOOR = 1e-9  # below this excess Y^(2) − 1/n the small-b limit R = ρ is used
 
     def __init__(self, n: float):
         self.n = n
         self.sq = math.sqrt(math.log(n))
+        self.mt = _moment_table(n)
         x = np.linspace(0.0, 1.0, _OV_NODES_X)
-        r = np.linspace(0.0, 1.0, _OV_NODES_R)
-        mt = _moment_table(n)
-        vals = np.empty((x.size, r.size))
+        w = np.linspace(0.0, 1.0, _OV_NODES_R)
+        rho = 1.0 - w**_OV_POW
+        vals = np.empty((x.size, w.size))
+        vals[:] = rho[None, :]
         for i, xi in enumerate(x):
+            if xi == 0.0:
+                continue
             b = xi / (1.0 - xi) if xi < 1.0 else self.B_INF
             s = b * self.sq
-            y2 = float(mt(np.array([b]))[0, 0]) if xi < 1.0 else 1.0
-            for j, rj in enumerate(r):
-                vals[i, j] = _overlap_point(s, 1.0 - rj * rj, n, y2=y2)
-        vals[:, -1] = 1.0 / n
-        vals[0, :] = 1.0 / n
+            y2 = _row_direct(s, n)[0]
+            ex = y2 - 1.0 / n
+            if ex < self.Y2_FLOOR:
+                continue
+            cache: dict = {}
+            for j in range(1, w.size - 1):
+                o = _overlap_point(s, float(rho[j]), n, y2=y2, cache=cache)
+                vals[i, j] = (o - 1.0 / n) / ex
         self.nodes = vals
-        spl = interpolate.RectBivariateSpline(x, r, vals, kx=3, ky=3, s=0)
+        spl = interpolate.RectBivariateSpline(x, w, vals, kx=3, ky=3, s=0)
         xf = np.linspace(0.0, 1.0, _OV_FINE_X)
-        rf = np.linspace(0.0, 1.0, _OV_FINE_R)
-        self.fine = np.ascontiguousarray(spl(xf, rf))
+        wf = np.linspace(0.0, 1.0, _OV_FINE_R)
+        self.fine = np.ascontiguousarray(spl(xf, wf))
         self.spline = spl
 
     def __call__(self, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
+        b, rho = np.broadcast_arrays(b, rho)
         x = _x_of_b(b) * (_OV_FINE_X - 1)
-        r = np.sqrt(np.maximum(1.0 - rho, 0.0)) * (_OV_FINE_R - 1)
+        r = np.maximum(1.0 - rho, 0.0) ** (1.0 / _OV_POW) * (_OV_FINE_R - 1)
         i = np.minimum(x.astype(np.int64), _OV_FINE_X - 2)
         j = np.minimum(r.astype(np.int64), _OV_FINE_R - 2)
         fx = x - i
         fr = r - j
         t = self.fine
-        return (t[i, j] * (1 - fx) + t[i + 1, j] * fx) * (1 - fr) + (t[i, j + 1] * (1 - fx) + t[i + 1, j + 1] * fx) * fr
+        ratio = (t[i, j] * (1 - fx) + t[i + 1, j] * fx) * (1 - fr) + (t[i, j + 1] * (1 - fx) + t[i + 1, j + 1] * fx) * fr
+        inv_n = 1.0 / self.n
+        y2 = self.mt.y2(b)
+        return inv_n + np.clip(ratio, 0.0, 1.0) * (y2 - inv_n)
 
 
 _MOM_TABLES: dict[float, _MomentTable] = {}
