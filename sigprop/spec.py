@@ -161,7 +161,7 @@ class Spec:
         try:
             np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if getattr(self, n) is not None))
         except ValueError:
-            shapes = {n: np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if np.ndim(getattr(self, n) or 0)}
+            shapes = {n: np.shape(v) for n in _ARRAY_FIELDS if (v := getattr(self, n)) is not None and np.ndim(v)}
             raise ValueError(f"array fields do not broadcast together: {shapes}") from None
 
     # ------------------------------------------------------------------ helpers

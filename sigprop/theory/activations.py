@@ -110,7 +110,10 @@ def get(activation: str | Callable[[np.ndarray], np.ndarray] | Activation) -> Ac
             raise ValueError(f"activation must be one of {NAMES} or a callable; got {activation!r}")
         return _named(key)
     if callable(activation):
-        probe = np.asarray(activation(np.linspace(-1.0, 1.0, 5)), dtype=float)
+        try:
+            probe = np.asarray(activation(np.linspace(-1.0, 1.0, 5)), dtype=float)
+        except Exception as exc:  # noqa: BLE001 - any failure means the callable is unusable here
+            raise ValueError(f"activation callable must accept a numpy array (vectorised); calling it failed: {exc}") from None
         if probe.shape != (5,):
             raise ValueError("activation callable must be vectorised: φ(array) must return an array of the same shape")
         return _callable_activation(activation)

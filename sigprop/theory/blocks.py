@@ -114,6 +114,14 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
     """
     if kind not in ("softmax", "centred"):
         raise ValueError(f"attention kind must be 'softmax' or 'centred'; got {kind!r}")
+    if seq_len is not None and not (np.isfinite(seq_len) and seq_len >= 2):
+        raise ValueError(f"seq_len (T) must be ≥ 2; got {seq_len}")
+    beta = np.asarray(beta, dtype=float)
+    if beta.size <= 64:
+        if np.any(~np.isfinite(beta)) or np.any(beta < 0):
+            raise ValueError("beta must be finite and ≥ 0")
+    elif not (beta.min() >= 0 and np.isfinite(beta.max())):
+        raise ValueError("beta must be finite and ≥ 0")
     q = np.asarray(q, dtype=float)
     p = np.asarray(p, dtype=float)
     gap = np.maximum(q - p, 0.0)
