@@ -324,6 +324,8 @@ def _overlap_point(s: float, rho: float, n: float, y2: float | None = None, cach
     """E Σ_s A_ts A_τs for two rows with per-key logit correlation ρ, std s, n keys."""
     if s == 0.0 or rho == 0.0:
         return 1.0 / n
+    if s < 1e-3:  # small-s expansion, error O(s⁴)
+        return 1.0 / n + rho * s * s * (n - 1.0) / (n * n)
     if rho == 1.0:
         return _row_direct(s, n)[0] if y2 is None else y2
     sig = s * math.sqrt(1.0 - rho)
@@ -403,7 +405,7 @@ def _overlap_point(s: float, rho: float, n: float, y2: float | None = None, cach
             one_minus < 0.5, np.log1p(-np.minimum(one_minus, 0.5)), np.log(np.maximum(phi2, 1e-300))
         )
     val = float(np.sum(Psi * np.exp((n - 1.0) * lphi2))) * n * du * du
-    return val
+    return max(val, 1.0 / n)
 
 
 # --------------------------------------------------------------------------------------------------
