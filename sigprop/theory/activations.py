@@ -159,7 +159,7 @@ _THETA = np.linspace(0.0, np.pi, THETA_NODES)
 _TABLES: dict[tuple[int, float], tuple[float, CubicSpline]] = {}
 
 #: Arrays of at least this many correlations (one q₁) use a dense cached table on a uniform grid in c
-#: with linear interpolation by index arithmetic (relative error below 1e-6, see tests) instead of
+#: with linear interpolation by index arithmetic (error below 1e-6 of the kernel's scale K₁₁, see tests) instead of
 #: evaluating the kernel per point: the arc-cosine alone costs more than a whole diagram layer.
 FAST_MIN_SIZE = 4096
 DENSE_NODES = 2**16 + 1
