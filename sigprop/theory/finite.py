@@ -427,8 +427,9 @@ def moments_direct(s, n) -> FiniteMoments:
     n = _check_n("n", n)
     shape, (sf, nf) = _broadcast(s, n)
     res = np.empty((sf.size, 6))
-    for i in range(sf.size):
-        res[i] = _row_direct(float(sf[i]), float(nf[i]))[:6]
+    with _one_blas_thread():
+        for i in range(sf.size):
+            res[i] = _row_direct(float(sf[i]), float(nf[i]))[:6]
     return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
 
 
@@ -439,8 +440,9 @@ def overlap_direct(s, rho, n) -> np.ndarray:
     n = _check_n("n", n)
     shape, (sf, rf, nf) = _broadcast(s, rho, n)
     out = np.empty(sf.size)
-    for i in range(sf.size):
-        out[i] = _overlap_point(float(sf[i]), float(rf[i]), float(nf[i]))
+    with _one_blas_thread():
+        for i in range(sf.size):
+            out[i] = _overlap_point(float(sf[i]), float(rf[i]), float(nf[i]))
     return out.reshape(shape)
 
 
@@ -552,18 +554,24 @@ class _OverlapTable:
         xf = np.linspace(0.0, 1.0, _OV_FINE_X)
         wf = np.linspace(0.0, 1.0, _OV_FINE_R)
         self.fine = np.ascontiguousarray(spl(xf, wf))
+        self.fine_flat = self.fine.ravel()
         self.spline = spl
 
     def __call__(self, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
         b, rho = np.broadcast_arrays(b, rho)
         x = _x_of_b(b) * (_OV_FINE_X - 1)
-        r = np.maximum(1.0 - rho, 0.0) ** (1.0 / _OV_POW) * (_OV_FINE_R - 1)
+        r = np.cbrt(np.maximum(1.0 - rho, 0.0)) * (_OV_FINE_R - 1)  # w = (1 − ρ)^{1/3}
         i = np.minimum(x.astype(np.int64), _OV_FINE_X - 2)
         j = np.minimum(r.astype(np.int64), _OV_FINE_R - 2)
         fx = x - i
         fr = r - j
-        t = self.fine
-        ratio = (t[i, j] * (1 - fx) + t[i + 1, j] * fx) * (1 - fr) + (t[i, j + 1] * (1 - fx) + t[i + 1, j + 1] * fx) * fr
+        t = self.fine_flat
+        k = i * _OV_FINE_R + j
+        t00 = t[k]
+        t01 = t[k + 1]
+        t10 = t[k + _OV_FINE_R]
+        t11 = t[k + _OV_FINE_R + 1]
+        ratio = t00 + fx * (t10 - t00) + fr * ((t01 - t00) + fx * (t11 - t10 - t01 + t00))
         inv_n = 1.0 / self.n
         y2 = self.mt.y2(b)
         return inv_n + np.clip(ratio, 0.0, 1.0) * (y2 - inv_n)
@@ -576,14 +584,16 @@ _OV_TABLES: dict[float, _OverlapTable] = {}
 def _moment_table(n: float) -> _MomentTable:
     t = _MOM_TABLES.get(n)
     if t is None:
-        t = _MOM_TABLES[n] = _MomentTable(n)
+        with _one_blas_thread():
+            t = _MOM_TABLES[n] = _MomentTable(n)
     return t
 
 
 def _overlap_table(n: float) -> _OverlapTable:
     t = _OV_TABLES.get(n)
     if t is None:
-        t = _OV_TABLES[n] = _OverlapTable(n)
+        with _one_blas_thread():
+            t = _OV_TABLES[n] = _OverlapTable(n)
     return t
 
 
@@ -599,6 +609,11 @@ def clear_cache() -> None:
 
 
 def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
+    if n.size == 1 and b.size >= _DIRECT_BELOW:  # common case: one T, many b
+        nk = float(n.ravel()[0])
+        shape = np.broadcast_shapes(b.shape, n.shape)
+        res = _moment_table(nk)(b.ravel())
+        return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
     shape, (bf, nf) = _broadcast(b, n)
     res = np.empty((bf.size, 6))
     if bf.size:
@@ -609,7 +624,9 @@ def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
             nk = float(nk)
             if bk.size < _DIRECT_BELOW and nk not in _MOM_TABLES:
                 sq = math.sqrt(math.log(nk))
-                res[sel] = np.array([_row_direct(float(bi) * sq, nk)[:6] for bi in bk]).reshape(-1, 6)
+                with _one_blas_thread():
+                    rows = [_row_direct(float(bi) * sq, nk)[:6] for bi in bk]
+                res[sel] = np.array(rows).reshape(-1, 6)
             else:
                 res[sel] = _moment_table(nk)(bk)
     return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
@@ -635,6 +652,12 @@ def moments_s(s, n) -> FiniteMoments:
 
 
 def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray) -> np.ndarray:
+    if n.size == 1:
+        shape = np.broadcast_shapes(b.shape, rho.shape, n.shape)
+        nk = float(n.ravel()[0])
+        if math.prod(shape) >= _OV_DIRECT_BELOW or nk in _OV_TABLES:
+            bb, rr = np.broadcast_arrays(b, rho)
+            return _overlap_table(nk)(bb.ravel(), rr.ravel()).reshape(shape)
     shape, (bf, rf, nf) = _broadcast(b, rho, n)
     out = np.empty(bf.size)
     if bf.size:
@@ -645,7 +668,8 @@ def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray) -> np.ndarray:
             bk, rk = bf[sel], rf[sel]
             if bk.size < _OV_DIRECT_BELOW and nk not in _OV_TABLES:
                 sq = math.sqrt(math.log(nk))
-                out[sel] = [_overlap_point(float(bi) * sq, float(ri), nk) for bi, ri in zip(bk, rk)]
+                with _one_blas_thread():
+                    out[sel] = [_overlap_point(float(bi) * sq, float(ri), nk) for bi, ri in zip(bk, rk)]
             else:
                 out[sel] = _overlap_table(nk)(bk, rk)
     return out.reshape(shape)
