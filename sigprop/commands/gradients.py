@@ -145,7 +145,7 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
 def _theory_collapse(curves: list[dict[str, Any]], beta_min: float = 1.0) -> dict[str, Any]:
     rows = []
     for c in curves:
-        for b, v in zip(np.asarray(c["beta"]), np.asarray(c["scaled_finite"])):
+        for b, v in zip(np.asarray(c["beta"]), np.asarray(c["scaled_finite"]), strict=True):
             rows.append({"beta": float(b), "scaled": float(v)})
     return collapse_stats(rows, "scaled", beta_min)
 

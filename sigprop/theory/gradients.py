@@ -122,7 +122,7 @@ def _moments(b, T, finite_T: bool):
         for t in np.unique(Tb):
             sel = Tb == t
             m = finite.moments_s(s[sel], float(t))
-            for o, v in zip(out, (m.y2, m.y3, m.y4, m.pair22)):
+            for o, v in zip(out, (m.y2, m.y3, m.y4, m.pair22), strict=True):
                 o[sel] = v
         from types import SimpleNamespace
 

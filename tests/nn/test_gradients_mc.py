@@ -1,7 +1,6 @@
 """Monte-Carlo checks of Result 2 on the torch twin (sigprop.experiments.gradients)."""
 
 import json
-import math
 
 import pytest
 
@@ -57,7 +56,7 @@ def test_mlm_records_and_prediction_given_measured_delta():
     for r in hi:
         assert 0.55 < r["ratio_finite"] < 1.25, r
     # vanishing gradients at low β
-    assert all(a["grad_wq2"] < 0.05 * b["grad_wq2"] for a, b in zip(lo, hi))
+    assert all(a["grad_wq2"] < 0.05 * b["grad_wq2"] for a, b in zip(lo, hi, strict=True))
 
 
 def test_bad_sweep_args():

@@ -103,7 +103,9 @@ def test_scaled_curves_collapse_in_theory():
     assert small < 1e-2 * curves[0, -1]
 
 
-def _diagram(x=("beta", np.linspace(0.05, 4.0, 40)), y=("alpha_sa", np.linspace(0.0, 3.0, 30)), **kw):
+def _diagram(x=None, y=None, **kw):
+    x = x or ("beta", np.linspace(0.05, 4.0, 40))
+    y = y or ("alpha_sa", np.linspace(0.0, 3.0, 30))
     from sigprop import diagram as dg
     from sigprop.spec import Spec
 
