@@ -45,6 +45,7 @@ import functools
 import glob
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -473,6 +474,85 @@ _DIRECT_BELOW = 48  # fewer points than this for one n (and no table yet): direc
 _OV_DIRECT_BELOW = 16
 
 
+# --------------------------------------------------------------------------- table node cache
+#: Bump when the quadrature or the node layout changes: shipped and on-disk tables are keyed by it.
+TABLE_VERSION = 1
+#: Sequence lengths whose node tables ship with the package (``sigprop/data/finite_tables.npz``).
+SHIPPED_N = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+_SHIPPED_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "finite_tables.npz")
+_shipped: dict | None = None
+
+
+def _table_key(kind: str, n: float, shape: tuple[int, ...]) -> str:
+    return f"v{TABLE_VERSION}-{kind}-{'x'.join(map(str, shape))}-pow{_OV_POW}-n{float(n)!r}"
+
+
+def _cache_dir() -> str:
+    return os.path.join(os.environ.get("SIGPROP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sigprop"), "finite")
+
+
+def _cached_nodes(kind: str, n: float, shape: tuple[int, ...], compute) -> np.ndarray:
+    """Node values of a table: from the tables shipped with the package, the user cache, or computed.
+
+    A computed table is written to ``$SIGPROP_CACHE/finite`` (default ``~/.cache/sigprop/finite``)
+    atomically; set ``SIGPROP_NO_TABLE_CACHE=1`` to always compute.
+    """
+    global _shipped
+    key = _table_key(kind, n, shape)
+    if os.environ.get("SIGPROP_NO_TABLE_CACHE"):
+        return compute()
+    if _shipped is None:
+        try:
+            with np.load(_SHIPPED_PATH) as z:
+                _shipped = {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            _shipped = {}
+    hit = _shipped.get(key)
+    if hit is not None and hit.shape == shape:
+        return hit
+    path = os.path.join(_cache_dir(), key + ".npy")
+    try:
+        arr = np.load(path)
+        if arr.shape == shape and np.all(np.isfinite(arr)):
+            return arr
+    except (OSError, ValueError):
+        pass
+    arr = compute()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npy.tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr)
+        os.replace(tmp, path)
+    except OSError:  # read-only home, full disk: the cache is an optimisation only
+        pass
+    return arr
+
+
+def build_shipped_tables(path: str = _SHIPPED_PATH) -> str:
+    """Compute the node tables for :data:`SHIPPED_N` and write them to ``path`` (developer tool)."""
+    out = {}
+    old = os.environ.get("SIGPROP_NO_TABLE_CACHE")
+    os.environ["SIGPROP_NO_TABLE_CACHE"] = "1"
+    try:
+        for n in SHIPPED_N:
+            clear_cache()
+            mt = _moment_table(float(n))
+            ot = _overlap_table(float(n))
+            out[_table_key("moments", float(n), mt.nodes.shape)] = mt.nodes
+            out[_table_key("overlap", float(n), ot.nodes.shape)] = ot.nodes
+    finally:
+        if old is None:
+            os.environ.pop("SIGPROP_NO_TABLE_CACHE", None)
+        else:
+            os.environ["SIGPROP_NO_TABLE_CACHE"] = old
+        clear_cache()
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **out)
+    os.replace(tmp, path)
+    return path
+
+
 def _x_of_b(b: np.ndarray) -> np.ndarray:
     return b / (1.0 + b)
 
@@ -486,13 +566,18 @@ class _MomentTable:
         self.sq = math.sqrt(self.ln_n)
         self.cn = _cmax(n)
         x = np.linspace(0.0, 1.0, _MOM_NODES)
-        vals = np.empty((x.size, 6))
-        for i, xi in enumerate(x[:-1]):
-            b = xi / (1.0 - xi)
-            s = b * self.sq
-            r = _row_direct(s, n)
-            vals[i] = (r[0], r[1], r[2], r[3], r[4], r[5] - s * self.cn)
-        vals[-1] = (1.0, 1.0, 1.0, 0.0, 0.0, 0.0)  # b → ∞: A concentrates on the arg max
+
+        def compute() -> np.ndarray:
+            vals = np.empty((x.size, 6))
+            for i, xi in enumerate(x[:-1]):
+                b = xi / (1.0 - xi)
+                s = b * self.sq
+                r = _row_direct(s, n)
+                vals[i] = (r[0], r[1], r[2], r[3], r[4], r[5] - s * self.cn)
+            vals[-1] = (1.0, 1.0, 1.0, 0.0, 0.0, 0.0)  # b → ∞: A concentrates on the arg max
+            return vals
+
+        vals = _cached_nodes("moments", n, (x.size, 6), compute)
         self.nodes_x = x
         self.nodes = vals
         spl = interpolate.CubicSpline(x, vals, axis=0)
@@ -534,21 +619,26 @@ class _OverlapTable:
         x = np.linspace(0.0, 1.0, _OV_NODES_X)
         w = np.linspace(0.0, 1.0, _OV_NODES_R)
         rho = 1.0 - w**_OV_POW
-        vals = np.empty((x.size, w.size))
-        vals[:] = rho[None, :]
-        for i, xi in enumerate(x):
-            if xi == 0.0:
-                continue
-            b = xi / (1.0 - xi) if xi < 1.0 else self.B_INF
-            s = b * self.sq
-            y2 = _row_direct(s, n)[0]
-            ex = y2 - 1.0 / n
-            if ex < self.Y2_FLOOR:
-                continue
-            cache: dict = {}
-            for j in range(1, w.size - 1):
-                o = _overlap_point(s, float(rho[j]), n, y2=y2, cache=cache)
-                vals[i, j] = (o - 1.0 / n) / ex
+
+        def compute() -> np.ndarray:
+            vals = np.empty((x.size, w.size))
+            vals[:] = rho[None, :]
+            for i, xi in enumerate(x):
+                if xi == 0.0:
+                    continue
+                b = xi / (1.0 - xi) if xi < 1.0 else self.B_INF
+                s = b * self.sq
+                y2 = _row_direct(s, n)[0]
+                ex = y2 - 1.0 / n
+                if ex < self.Y2_FLOOR:
+                    continue
+                cache: dict = {}
+                for j in range(1, w.size - 1):
+                    o = _overlap_point(s, float(rho[j]), n, y2=y2, cache=cache)
+                    vals[i, j] = (o - 1.0 / n) / ex
+            return vals
+
+        vals = _cached_nodes("overlap", n, (x.size, w.size), compute)
         self.nodes = vals
         spl = interpolate.RectBivariateSpline(x, w, vals, kx=3, ky=3, s=0)
         xf = np.linspace(0.0, 1.0, _OV_FINE_X)
