@@ -1,0 +1,87 @@
+"""Tests of sigprop.monitor.CollapseMonitor: probes, thresholds, warn-on-onset, HuggingFace compatibility."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from sigprop.monitor import CollapseMonitor, CollapseWarning, probe  # noqa: E402
+from sigprop.nn.heads import LanguageModel  # noqa: E402
+from sigprop.spec import Spec  # noqa: E402
+
+T = 16
+
+
+def _model(beta=1.0, depth=2):
+    return LanguageModel.from_spec(Spec(depth=depth, width=32, seq_len=T, beta=beta), vocab_size=40, seed=0)
+
+
+def _ids(n=2):
+    return torch.randint(0, 40, (n, T), generator=torch.Generator().manual_seed(0))
+
+
+def test_probe_per_layer_and_restores_mode():
+    m = _model()
+    m.train()
+    stats = probe(m, {"input_ids": _ids()})
+    assert m.training
+    assert len(stats["attn_entropy_norm"]) == 2 and len(stats["cosine"]) == 2
+    assert all(0 < e <= 1 for e in stats["attn_entropy_norm"])
+    # small β: near-uniform attention; large β: condensed
+    lo = probe(_model(beta=0.05), {"input_ids": _ids()})["attn_entropy_norm"][0]
+    hi = probe(_model(beta=4.0), {"input_ids": _ids()})["attn_entropy_norm"][0]
+    assert lo > 0.95 > hi
+
+
+def test_classify_thresholds():
+    mon = CollapseMonitor(_ids(), rank_threshold=0.9, entropy_threshold=0.1)
+    assert mon.classify({"cosine": [0.2, 0.95], "attn_entropy_norm": [0.5, 0.6]}) == {
+        "rank_collapse": True, "entropy_collapse": False}
+    assert mon.classify({"cosine": [0.99, 0.5], "attn_entropy_norm": [0.05, 0.6]}) == {
+        "rank_collapse": False, "entropy_collapse": True}
+    assert mon.classify({"cosine": [None], "attn_entropy_norm": [None]}) == {
+        "rank_collapse": False, "entropy_collapse": False}
+    with pytest.raises(ValueError):
+        CollapseMonitor(_ids(), rank_threshold=0.0)
+
+
+def test_warns_once_on_onset_and_again_after_clearing():
+    model = _model(beta=4.0)
+    mon = CollapseMonitor(_ids(), every=1, entropy_threshold=0.99)  # forces "entropy collapse"
+    with pytest.warns(CollapseWarning, match="entropy collapse at step 1"):
+        mon.check(model, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mon.check(model, 2)  # still collapsed: no new warning
+    mon.entropy_threshold = 0.0
+    mon.check(model, 3)  # cleared
+    mon.entropy_threshold = 0.99
+    with pytest.warns(CollapseWarning):
+        mon.check(model, 4)
+    assert [h["step"] for h in mon.history] == [1, 2, 3, 4]
+    assert mon.last["entropy_collapse"] is True
+
+
+def test_is_a_huggingface_trainer_callback_on_an_hf_model():
+    from transformers import BertConfig, BertModel, TrainerControl, TrainerState
+
+    mon = CollapseMonitor({"input_ids": _ids(), "attention_mask": torch.ones(2, T, dtype=torch.long)}, every=2)
+    assert isinstance(mon, transformers.TrainerCallback)
+    conf = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=T, attn_implementation="eager")
+    torch.manual_seed(0)
+    hf = BertModel(conf)
+    state, control = TrainerState(), TrainerControl()
+    for step in (1, 2):
+        state.global_step = step
+        assert mon.on_step_end(None, state, control, model=hf) is control
+    assert [h["step"] for h in mon.history] == [2]
+    state.global_step = 3
+    mon.on_evaluate(None, state, control, model=hf, metrics={})
+    rec = mon.last
+    assert rec["step"] == 3 and len(rec["cosine"]) == 2 and len(rec["attn_entropy_norm"]) == 2
+    assert all(e is not None and 0 < e <= 1 for e in rec["attn_entropy_norm"])
