@@ -238,6 +238,17 @@ def reproduce_fig3c(out: Path, full: bool = False, progress: bool = True) -> dic
     spread = payload["collapse"]["measured"]["max_spread_above_beta_min"]
     payload["collapses"] = bool(spread is not None and spread < 0.25)
     payload["collapse_threshold"] = 0.25
+    rel = [r["grad_wq2_sem"] / r["grad_wq2"] for r in payload["summary"]
+           if r["layer"] == 1 and r["beta"] >= 1.0 and r["grad_wq2"] > 0 and r["n"] > 1]
+    # spread expected from seed noise alone: E[range of 4 normals] ≈ 2.06 σ
+    payload["collapse_noise"] = {
+        "median_relative_sem_beta_ge_1": float(np.median(rel)) if rel else None,
+        "expected_spread_from_noise": float(2.06 * np.median(rel)) if rel else None,
+        "delta2_times_T_over_d": {f"T={c['seq_len']},d={c['width']}": float(np.mean(
+            [r["delta2"] * r["seq_len"] / r["width"] for r in payload["summary"]
+             if (r["seq_len"], r["width"]) == (c["seq_len"], c["width"]) and r["layer"] == 1]))
+            for c in payload["theory"]},
+    }
     payload["full"] = bool(full)
     write_atomic(Path(out) / "gradients.json", dumps(payload))
     return payload
