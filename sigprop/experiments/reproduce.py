@@ -27,6 +27,21 @@ from sigprop.spec import Spec
 
 __all__ = ["REGISTRY", "HELP", "register", "reproduce", "available"]
 
+#: problem sizes per figure: (default, full); tests and users may override entries
+SIZES: dict[str, dict[str, tuple]] = {
+    "fig1d": {"default": (256, 256, 50), "full": (720, 512, 50)},  # (d, T, L)
+    "fig2": {"default": (256, 512), "full": (512, 1024)},  # (d, T)
+    "fig4": {"default": (128, 128, 40), "full": (512, 512, 100)},  # (d, T, L)
+    "fig5": {"default": (10_000, 1000), "full": (100_000, 2000)},  # (T, rows per seed)
+    "fig7": {"default": (256, 256), "full": (512, 512)},  # (d, T)
+    "fig12": {"default": (192, 256, 50), "full": (720, 512, 50)},  # (d, T, L)
+}
+
+
+def _size(name: str, full: bool) -> tuple:
+    return SIZES[name]["full" if full else "default"]
+
+
 FigureFn = Callable[[Path, bool, "int | None", bool], dict]
 REGISTRY: dict[str, FigureFn] = {}
 HELP: dict[str, str] = {}
@@ -112,7 +127,7 @@ def _seeds(seeds: int | None, default: int) -> int:
 def fig1d(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     from sigprop.validate import validate
 
-    d, T, L = (720, 512, 50) if full else (256, 256, 50)
+    d, T, L = _size("fig1d", full)
     S = _seeds(seeds, 3 if full else 2)
     rho0 = 0.03
     specs = [Spec(depth=L, norm="post", beta=b, alpha_sa=1.0, alpha_mlp=1.0, sigma_w2=0.2, sigma_v2=0.2,
@@ -231,7 +246,7 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     from sigprop.plot import _plt
     from sigprop.theory.propagate import single_layer_cosine
 
-    d, T = (512, 1024) if full else (256, 512)
+    d, T = _size("fig2", full)
     S = _seeds(seeds, 3)
     rhos = [0.2, 0.5] if not full else [0.2, 0.5, 0.8]
     res = fig2_grid(rhos, FIG2_BETAS, width=d, seq_len=T, seeds=S, progress=progress)
@@ -313,7 +328,7 @@ def fig4(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     from sigprop.theory.propagate import propagate
     from sigprop.validate import validate
 
-    d, T, L = (512, 512, 100) if full else (128, 128, 40)
+    d, T, L = _size("fig4", full)
     S = _seeds(seeds, 2)
     return fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt)
 
@@ -323,11 +338,11 @@ def fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt, name: s
     rep = validate(list(specs.values()), seeds=S, progress=progress)
     th100 = {k: propagate(s.replace(depth=100), finite_T=False).rho for k, s in specs.items()}
     table = {k: [float(v[ell]) for ell in FIG4_LAYERS] for k, v in th100.items()}
-    tdiff = max(abs(a - b) for k in table for a, b in zip(table[k], FIG4_DIGEST[k]))
+    tdiff = max(abs(a - b) for k in table for a, b in zip(table[k], FIG4_DIGEST[k], strict=True))
     claims = [_claim("T=∞ theory reproduces the digest §6 Fig 4 table (layers 1,5,10,20,50,100) to 1e-3",
                      tdiff <= 1e-3, max_abs_diff=tdiff, table=table)]
     res = {}
-    for (k, s), pt in zip(specs.items(), rep.points):
+    for k, pt in zip(specs, rep.points, strict=True):
         res[k] = {"theory_finite": pt.theory_finite["rho"], "theory_asymptotic": pt.theory_asymptotic["rho"],
                   "measured_rho_gram": pt.measured_mean["rho_gram"], "measured_std": pt.measured_std["rho_gram"],
                   "measured_cosine": pt.measured_mean["cosine"], "max_error_finite": pt.max_error("rho"),
@@ -400,8 +415,8 @@ def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     from sigprop.plot import _plt
     from sigprop.theory import rem
 
-    T = 100_000 if full else 10_000
-    rows = (seeds or 1) * (2000 if full else 1000)
+    T, per_seed = _size("fig5", full)
+    rows = (seeds or 1) * per_seed
     betas = np.array([0.5, 1.0, 1.2, math.sqrt(2), 1.6, 2.0, 2.5, 3.0, 4.0, 6.0])
     prog = _progress(progress)
     means, sems = [], []
@@ -465,7 +480,7 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     from sigprop.theory import rem
     from sigprop.validate import gaussian_tokens
 
-    d, T = (512, 512) if full else (256, 256)
+    d, T = _size("fig7", full)
     S = _seeds(seeds, 2)
     svs, ents = np.zeros((len(FIG7_BETAS), S, T)), np.zeros((len(FIG7_BETAS), S))
     prog = _progress(progress)
@@ -530,7 +545,7 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     from sigprop.theory.propagate import propagate
     from sigprop.validate import validate
 
-    d, T, L = (720, 512, 50) if full else (192, 256, 50)
+    d, T, L = _size("fig12", full)
     S = _seeds(seeds, 3 if full else 2)
     k = 50
     rho0 = 0.03
