@@ -16,6 +16,14 @@ from sigprop.spec import Spec  # noqa: E402
 T = 16
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _model(beta=1.0, depth=2):
     return LanguageModel.from_spec(Spec(depth=depth, width=32, seq_len=T, beta=beta), vocab_size=40, seed=0)
 

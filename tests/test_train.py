@@ -21,6 +21,15 @@ from sigprop.train import ESCAPE_MARGIN, TrainConfig, load_checkpoint, train  # 
 T = 16
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is several times faster than two on a loaded 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return prepare("synthetic", seq_len=T, vocab_size=300, n_stories=120, cache_dir=tmp_path_factory.mktemp("cache"))
@@ -31,7 +40,7 @@ def tiny_spec(**kw) -> Spec:
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(steps=6, batch_size=4, seq_len=T, eval_every=3, eval_rows=8, probe_rows=2, vocab_size=300)
+    base = dict(steps=6, batch_size=4, seq_len=T, eval_every=3, eval_rows=8, probe_rows=2, vocab_size=300, threads=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -205,7 +214,7 @@ def test_cli_tiny_run_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SIGPROP_CACHE", str(tmp_path / "cache"))
     args = ["train", "--corpus", "synthetic", "--n-stories", "120", "--vocab-size", "300", "--steps", "2",
             "--batch-size", "4", "--seq-len", str(T), "--depth", "1", "--width", "32", "--eval-rows", "8",
-            "--out", str(tmp_path / "run"), "--format", "json", "--no-progress"]
+            "--threads", "1", "--out", str(tmp_path / "run"), "--format", "json", "--no-progress"]
     rc = main(args)
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["steps_done"] == 2 and out["diverged"] is False
