@@ -189,11 +189,19 @@ class Recommendation:
         return {self.x_name: self.x, self.y_name: self.y, "margin": self.margin, "rho_final": self.rho_final}
 
 
-def recommend_from(d: Diagram) -> Recommendation | None:
-    """Largest-margin trainable point of an existing diagram (``None`` if no point is trainable)."""
+def recommend_from(d: Diagram, avoid: tuple[str, ...] = ("grad_vanishing",)) -> Recommendation | None:
+    """Largest-margin trainable point of an existing diagram (``None`` if no point is trainable).
+
+    Cells flagged by any overlay named in ``avoid`` that the diagram carries (by default the region
+    where W_Q gradients vanish, Result 2) count as not trainable for the recommendation.
+    """
     from scipy import ndimage
 
     ok = d.labels == TRAINABLE
+    for name in avoid:
+        mask = d.overlays.get(name)
+        if mask is not None and np.any(ok & ~np.asarray(mask, dtype=bool)):
+            ok = ok & ~np.asarray(mask, dtype=bool)
     if not np.any(ok):
         return None
     ny, nx = ok.shape
@@ -202,7 +210,14 @@ def recommend_from(d: Diagram) -> Recommendation | None:
     padded = np.pad(ok, 1, constant_values=False)
     sampling = (1.0 / max(ny - 1, 1), 1.0 / max(nx - 1, 1))
     dist = ndimage.distance_transform_edt(padded, sampling=sampling)[1:-1, 1:-1]
-    i, j = np.unravel_index(int(np.argmax(np.where(ok, dist, -1))), ok.shape)
+    # near-ties (a long thin region has many cells at the same margin): take the tied cell nearest to
+    # the centroid of the tied set, i.e. the middle of the safest part of the region
+    score = np.where(ok, dist, -1.0)
+    tied = score >= 0.95 * score.max()
+    ii, jj = np.nonzero(tied)
+    ci, cj = ii.mean(), jj.mean()
+    k = int(np.argmin(((ii - ci) * sampling[0]) ** 2 + ((jj - cj) * sampling[1]) ** 2))
+    i, j = int(ii[k]), int(jj[k])
     x, y = float(d.x_values[j]), float(d.y_values[i])
     return Recommendation(d.spec.replace(**{d.x_name: x, d.y_name: y}), d.x_name, x, d.y_name, y,
                           float(dist[i, j]), float(d.rho_final[i, j]))
