@@ -110,7 +110,7 @@ def _bare_attention(x, beta: float, seq_len: int, seed: int):
     from sigprop.nn import SelfAttention, init_weights
 
     d = x.shape[-1]
-    att = SelfAttention(d, 1)
+    att = SelfAttention(d, 1).to(x.dtype)
     init_weights(att, Spec(depth=1, beta=beta, seq_len=seq_len, width=d), torch.Generator().manual_seed(seed))
     with torch.no_grad():
         q, k = att.q(x), att.k(x)
