@@ -499,6 +499,12 @@ def _train(spec, config, outdir, data, device, resume, callbacks, progress, hand
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
+                if not params_finite():  # the update itself blew up: stop before evaluating or saving
+                    status, reason = "diverged", f"non-finite parameters after step {step}"
+                    session_steps += 1
+                    state.global_step = step
+                    safe = True
+                    break
                 session_steps += 1
                 state.global_step = step
                 run["loss_sum"] += lv
