@@ -7,6 +7,7 @@ code 2; Ctrl-C checkpoints and exits 130.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -89,8 +90,18 @@ def train_cmd(
     )
     if resume and not (out / "checkpoint.pt").exists():
         typer.echo(f"note: no checkpoint in {out}; starting a fresh run", err=True)
-    result = train(spec, config, out, resume=resume, progress=progress and fmt == Format.text,
-                   handle_sigint=True)
+    try:
+        result = train(spec, config, out, resume=resume, progress=progress and fmt == Format.text,
+                       handle_sigint=True)
+    except KeyboardInterrupt:
+        import json
+
+        done = "?"
+        with contextlib.suppress(Exception):
+            done = json.loads((out / "summary.json").read_text())["steps_done"]
+        typer.echo(f"interrupted at step {done}: checkpoint and summary written to {out}; "
+                   "rerun the same command with --resume to continue", err=True)
+        raise typer.Exit(130) from None
     s = result.summary
     if fmt == Format.json:
         typer.echo(dumps({k: v for k, v in s.items() if k != "config"}))
