@@ -211,7 +211,7 @@ class ValidationReport:
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         labels = {"rho": r"$\rho_\ell$ (theory vs measured $\rho_{gram}$; x = mean cosine)",
                   "q": r"$q_\ell$", "y2": r"attention $Y^{(2)}$", "entropy": r"attention entropy / $\ln T$"}
-        for ax, name in zip(axes.ravel(), QUANTITIES):
+        for ax, name in zip(axes.ravel(), QUANTITIES, strict=True):
             mkey = QUANTITIES[name][1]
             for k, pt in enumerate(self.points):
                 c = colours[k % len(colours)]
