@@ -1,0 +1,455 @@
+"""Empirical trainability map: train the twin at every point of a (β, α_SA) grid and compare with the theory.
+
+``sweep(spec, betas, alphas, TrainConfig(...), out="sweep")`` trains one model per grid point with
+:func:`sigprop.train.train` and writes
+
+* ``out/points/<key>.json`` — one file per finished point, written atomically (temporary file +
+  ``os.replace``) as soon as that point finishes. A rerun with the same spec and training settings
+  **skips** every point whose file exists (a file from different settings is retrained and replaced), so an
+  interrupted sweep (Ctrl-C, a lost worker, a killed job) resumes where it stopped;
+* ``out/sweep.json`` — the grid, the theory's label per point (``sigprop.diagram`` on the same spec and
+  grid), the measured outcome per point and the agreement (below);
+* ``out/sweep.png`` — the measured loss gain as a heat map with the theory's region boundaries on top.
+
+**Measured outcome.** ``gain = unigram_loss − final_test_loss`` (nats): how far below the unigram plateau
+(the loss of predicting token frequencies only) the run ended. A point is *measured trainable* when
+``gain ≥ threshold`` (default :data:`DEFAULT_THRESHOLD` = 0.3 nats, the trainer's escape margin) **and** the
+run did not diverge.
+
+**Agreement.** The theory's three labels are reduced to a binary prediction, *predicted trainable* ⇔ label
+``"trainable"`` (rank collapse and entropy collapse both predict *not* trainable). The agreement fraction is
+the share of finished points where predicted trainable == measured trainable. ``sweep.json`` also holds the
+2×2 confusion counts and the mean gain per predicted region, which say more than one number when the
+regions are unbalanced.
+
+**Executors.** Points run through any ``concurrent.futures``-style executor (``submit`` → future):
+
+* ``"local"`` (default): a ``ProcessPoolExecutor`` with ``workers`` processes (default: all cores) and
+  ``cores // workers`` torch threads each; with one worker the points run in this process;
+* ``"dask"``: an existing Dask cluster, ``distributed.Client(scheduler).get_executor()`` (install
+  ``dask[distributed]``); every worker must be able to import sigprop and load the corpus;
+* any object with ``submit(fn, *args)`` returning futures (e.g. your own executor).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sigprop.spec import Spec
+
+__all__ = ["DEFAULT_THRESHOLD", "SweepResult", "sweep", "point_key", "agreement", "run_point", "plot_sweep",
+           "POINT_FIELDS"]
+
+#: a point counts as measured-trainable at gain ≥ this many nats below the unigram plateau (and no divergence)
+DEFAULT_THRESHOLD = 0.3
+#: summary.json fields copied into each point file
+POINT_FIELDS = ("status", "diverged", "reason", "steps_done", "final_test_loss", "initial_test_loss",
+                "best_test_loss", "unigram_loss", "steps_to_escape", "predicted_regime",
+                "final_attention_entropy", "final_cosine", "rank_collapse", "entropy_collapse", "wall_s",
+                "n_params", "corpus")
+#: configuration fields that do not change the result (excluded from the point fingerprint)
+_RUNTIME_FIELDS = ("threads", "device", "cache_dir", "stop_after")
+
+
+def point_key(beta: float, alpha_sa: float) -> str:
+    """File-name key of a grid point, e.g. ``beta=0.5_alpha_sa=1.25``."""
+    return f"beta={float(beta):.6g}_alpha_sa={float(alpha_sa):.6g}"
+
+
+def _fingerprint(spec: Spec, config_dict: dict[str, Any]) -> str:
+    cfg = {k: v for k, v in config_dict.items() if k not in _RUNTIME_FIELDS}
+    blob = json.dumps({"spec": spec.to_dict(), "config": cfg}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------------------------- worker
+_DATA_CACHE: dict[tuple, Any] = {}
+
+
+def _data_for(config) -> Any:
+    from sigprop.data import prepare
+
+    key = (config.corpus, config.seq_len, config.vocab_size, config.n_stories, config.cache_dir)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = prepare(config.corpus, seq_len=config.seq_len, vocab_size=config.vocab_size,
+                                   n_stories=config.n_stories, cache_dir=config.cache_dir)
+    return _DATA_CACHE[key]
+
+
+def run_point(spec: Spec, config_dict: dict[str, Any], path: str, key: str, beta: float, alpha_sa: float,
+              fingerprint: str, data: Any = None) -> dict[str, Any]:
+    """Train one grid point and write its record atomically to ``path``; returns the record.
+
+    Top-level (picklable) so process pools and Dask workers can run it. ``data`` is loaded (and cached per
+    process) from the config when not given.
+    """
+    from sigprop.commands.common import dumps, write_atomic
+    from sigprop.train import TrainConfig, train
+
+    config = TrainConfig(**config_dict)
+    result = train(spec, config, None, data=data if data is not None else _data_for(config))
+    s = result.summary
+    rec = {"key": key, "beta": float(beta), "alpha_sa": float(alpha_sa), "fingerprint": fingerprint,
+           **{k: s.get(k) for k in POINT_FIELDS},
+           "test_loss_curve": [[r["step"], r["test_loss"]] for r in result.metrics]}
+    write_atomic(path, dumps(rec) + "\n")
+    return rec
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each task when submitted (one local worker: no subprocess, Ctrl-C lands in the training loop)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future like a pool would
+            fut.set_exception(exc)
+        return fut
+
+
+@contextlib.contextmanager
+def _executor(kind: Any, workers: int | None, scheduler: str | None, threads: int) -> Iterator[Any]:
+    if not isinstance(kind, str):
+        yield kind  # a ready executor supplied by the caller
+        return
+    if kind == "local":
+        if (workers or 1) <= 1:
+            yield _InlineExecutor()
+            return
+        import multiprocessing as mp
+
+        ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                    initializer=_init_worker, initargs=(threads,))
+        try:
+            yield ex
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+        return
+    if kind == "dask":
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ValueError('--executor dask needs Dask: pip install "dask[distributed]"') from None
+        if not scheduler:
+            raise ValueError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786) of a running cluster")
+        client = Client(scheduler)
+        try:
+            yield client.get_executor(pure=False)
+        finally:
+            client.close()
+        return
+    raise ValueError(f"executor must be 'local' or 'dask'; got {kind!r}")
+
+
+# -------------------------------------------------------------------------------------------- results
+@dataclass
+class SweepResult:
+    """Per-point records (``points``: dicts, row-major over α then β), the agreement and the file paths."""
+
+    spec: Spec
+    betas: np.ndarray
+    alphas: np.ndarray
+    points: list[dict[str, Any]]
+    agreement: dict[str, Any]
+    threshold: float
+    status: str
+    ran: int
+    skipped: int
+    failed: list[dict[str, str]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "grid": {"beta": self.betas.tolist(), "alpha_sa": self.alphas.tolist()},
+            "spec": self.spec.to_dict(),
+            "threshold": self.threshold,
+            "definitions": {
+                "gain": "unigram_loss - final_test_loss (nats; > 0 means below the unigram plateau)",
+                "measured_trainable": f"gain >= threshold ({self.threshold} nats) and the run did not diverge",
+                "predicted_trainable": "theory label (sigprop.diagram, same spec and grid) == 'trainable'",
+                "agreement_fraction": "share of finished points with predicted_trainable == measured_trainable",
+            },
+            "agreement": self.agreement,
+            "ran": self.ran,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "points": self.points,
+            "files": self.files,
+        }
+
+
+def agreement(points: Sequence[dict[str, Any]], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Add ``gain``, ``measured_trainable``, ``predicted_trainable``, ``agree`` to each finished point (in
+    place) and return the agreement fraction, the confusion counts and the mean gain per predicted region.
+
+    A point is finished when it has a ``final_test_loss`` or is diverged; others are ignored.
+    """
+    conf = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    by_region: dict[str, list[float]] = {}
+    n = agree_n = 0
+    for p in points:
+        loss, uni = p.get("final_test_loss"), p.get("unigram_loss")
+        diverged = bool(p.get("diverged"))
+        if not diverged and (loss is None or uni is None):
+            continue
+        gain = (uni - loss) if (loss is not None and uni is not None and math.isfinite(loss)) else None
+        meas = bool(not diverged and gain is not None and gain >= threshold)
+        pred = p.get("predicted") == "trainable"
+        p["gain"], p["measured_trainable"], p["predicted_trainable"] = gain, meas, pred
+        p["agree"] = meas == pred
+        n += 1
+        agree_n += p["agree"]
+        conf[("t" if meas == pred else "f") + ("p" if pred else "n")] += 1
+        if gain is not None:
+            by_region.setdefault(str(p.get("predicted")), []).append(gain)
+    return {
+        "fraction": agree_n / n if n else None,
+        "n_points": n,
+        "n_agree": agree_n,
+        "confusion": {"predicted_trainable_and_trained": conf["tp"], "predicted_trainable_but_did_not": conf["fp"],
+                      "predicted_not_but_trained": conf["fn"], "predicted_not_and_did_not": conf["tn"]},
+        "mean_gain_by_predicted_region": {k: float(np.mean(v)) for k, v in sorted(by_region.items())},
+        "threshold": threshold,
+    }
+
+
+def _read_point(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("fingerprint") == fingerprint else None
+
+
+# -------------------------------------------------------------------------------------------- sweep
+def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=None, out: str | os.PathLike = "sweep",
+          *, executor: Any = "local", workers: int | None = None, scheduler: str | None = None,
+          threshold: float = DEFAULT_THRESHOLD, progress: bool = False, data: Any = None, plot: bool = True,
+          diagram_kwargs: dict[str, Any] | None = None) -> SweepResult:
+    """Train every (β, α_SA) point (see the module docstring) and write the per-point files, sweep.json and
+    sweep.png. ``data``: a prepared bundle shared by in-process points (workers in other processes load
+    the corpus named by ``config`` themselves). On Ctrl-C, finished points are kept, ``sweep.json`` is
+    written with status ``interrupted`` and ``KeyboardInterrupt`` is raised again.
+    """
+    from sigprop.commands.common import dumps, write_atomic
+    from sigprop.diagram import diagram
+    from sigprop.train import TrainConfig
+
+    if spec.is_grid:
+        raise ValueError("sweep needs a scalar spec; the β and α_SA ranges supply the grid")
+    config = config or TrainConfig()
+    if config.seq_len != spec.seq_len:
+        config = dataclasses.replace(config, seq_len=int(spec.seq_len))
+    betas = np.asarray(betas, float).ravel()
+    alphas = np.asarray(alphas, float).ravel()
+    if betas.size < 1 or alphas.size < 1:
+        raise ValueError("sweep needs at least one β and one α_SA")
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be ≥ 0; got {threshold}")
+    out = Path(out)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    dk = diagram_kwargs or {}
+    theory = diagram(spec, ("beta", betas), ("alpha_sa", alphas), **dk)
+
+    cores = os.cpu_count() or 1
+    if isinstance(executor, str) and executor == "local":
+        workers = max(1, min(int(workers or cores), betas.size * alphas.size))
+    threads = max(1, cores // max(1, workers or 1))
+    cfg_dict = config.to_dict()
+    if isinstance(executor, str) and executor == "local":
+        cfg_dict["threads"] = threads
+
+    grid: list[dict[str, Any]] = []
+    todo = []
+    for i, a in enumerate(alphas):
+        for j, b in enumerate(betas):
+            pt = spec.replace(beta=float(b), alpha_sa=float(a))
+            key = point_key(b, a)
+            fp = _fingerprint(pt, cfg_dict)
+            path = out / "points" / f"{key}.json"
+            entry = {"key": key, "beta": float(b), "alpha_sa": float(a), "i": i, "j": j,
+                     "predicted": theory.label_at(float(b), float(a)), "rho_final_theory": float(theory.rho_final[i, j])}
+            old = _read_point(path, fp)
+            if old is not None:
+                entry["record"] = old
+            else:
+                todo.append((entry, pt, path, fp))
+            grid.append(entry)
+
+    skipped = len(grid) - len(todo)
+    failed: list[dict[str, str]] = []
+    status = "completed"
+    ran = 0
+    local_data = data if (isinstance(executor, str) and executor == "local" and (workers or 1) <= 1) else None
+
+    def finish() -> SweepResult:
+        points = []
+        for e in grid:
+            rec = dict(e.get("record") or {})
+            p = {"key": e["key"], "beta": e["beta"], "alpha_sa": e["alpha_sa"], "predicted": e["predicted"],
+                 "rho_final_theory": e["rho_final_theory"], "finished": bool(rec)}
+            for k in POINT_FIELDS + ("test_loss_curve",):
+                if k in rec:
+                    p[k] = rec[k]
+            points.append(p)
+        agr = agreement(points, threshold)
+        res = SweepResult(spec, betas, alphas, points, agr, threshold, status, ran, skipped, failed,
+                          {"json": str(out / "sweep.json"), "points": str(out / "points")})
+        if plot and any(p["finished"] for p in points):
+            with contextlib.suppress(Exception):
+                plot_sweep(res, out / "sweep.png", diagram_kwargs=dk)
+                res.files["png"] = str(out / "sweep.png")
+        write_atomic(out / "sweep.json", dumps(res.to_dict()) + "\n")
+        return res
+
+    bar = _bar(progress, len(grid), skipped)
+    try:
+        with bar, _executor(executor, workers, scheduler, threads) as ex:
+            futs = {}
+            for entry, pt, path, fp in todo:
+                f = ex.submit(run_point, pt, cfg_dict, str(path), entry["key"], entry["beta"], entry["alpha_sa"], fp,
+                              local_data)
+                futs[f] = entry
+            for f in cf.as_completed(list(futs)):
+                entry = futs[f]
+                try:
+                    entry["record"] = f.result()
+                    ran += 1
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
+                    failed.append({"key": entry["key"], "error": f"{type(exc).__name__}: {exc}"})
+                bar.advance(entry["key"])
+    except KeyboardInterrupt:
+        status = "interrupted"
+        finish()
+        raise
+    if failed:
+        status = "completed_with_failures"
+    return finish()
+
+
+# -------------------------------------------------------------------------------------------- plot
+def plot_sweep(res: SweepResult, path: str | os.PathLike, *, diagram_kwargs: dict[str, Any] | None = None,
+               fine: int = 121):
+    """Heat map of the measured gain per grid point, the theory's region boundaries (contours of the
+    diagram labels on a fine grid over the same range) on top, and one marker per point: filled where the
+    measurement agrees with the prediction, ✕ where the run diverged."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    from sigprop.diagram import diagram
+    from sigprop.plot import _plt, savefig_atomic
+
+    plt = _plt()
+    nb, na = res.betas.size, res.alphas.size
+    gain = np.full((na, nb), np.nan)
+    for p in res.points:
+        if p.get("gain") is not None:
+            gain[int(np.argmin(np.abs(res.alphas - p["alpha_sa"]))), int(np.argmin(np.abs(res.betas - p["beta"])))] = p["gain"]
+    fig, ax = plt.subplots(figsize=(6.6, 5.0))
+    finite = gain[np.isfinite(gain)]
+    vmax = max(float(np.nanmax(np.abs(finite))) if finite.size else 1.0, res.threshold * 1.5, 1e-3)
+    norm = TwoSlopeNorm(vmin=-vmax, vcenter=0.0, vmax=vmax) if finite.size and finite.min() < 0 else None
+    mesh = ax.pcolormesh(res.betas, res.alphas, gain, cmap="RdBu" if norm else "Blues", norm=norm,
+                         shading="nearest", vmin=None if norm else 0.0, vmax=None if norm else vmax)
+    fig.colorbar(mesh, ax=ax, label="measured gain: unigram − final test loss (nats)")
+    # theory boundaries on a fine grid over the same (padded) range
+    def span(v):
+        if v.size == 1:
+            return np.linspace(v[0] * 0.5, v[0] * 1.5 + 1e-3, fine)
+        h = 0.5 * (v[-1] - v[0]) / (v.size - 1)
+        return np.linspace(v[0] - h, v[-1] + h, fine)
+
+    fb, fa = span(res.betas), np.clip(span(res.alphas), 0.0, None)
+    d = diagram(res.spec, ("beta", np.clip(fb, 1e-3, None)), ("alpha_sa", fa), **(diagram_kwargs or {}))
+    lab = d.labels.astype(float)
+    if len(np.unique(lab)) > 1:
+        ax.contour(d.x_values, d.y_values, lab, levels=[0.5, 1.5], colors="k", linewidths=1.2)
+    # region names at their centroids
+    from sigprop.diagram import LABELS
+
+    for code, name in LABELS.items():
+        ii, jj = np.nonzero(d.labels == code)
+        if ii.size:
+            ax.text(d.x_values[int(jj.mean())], d.y_values[int(ii.mean())], name.replace("_", " "), fontsize=7,
+                    ha="center", va="center", color="k", alpha=0.8,
+                    bbox={"fc": "white", "alpha": 0.5, "lw": 0})
+    for p in res.points:
+        if not p.get("finished"):
+            continue
+        if p.get("diverged"):
+            ax.plot(p["beta"], p["alpha_sa"], "x", color="k", ms=8)
+        else:
+            ax.plot(p["beta"], p["alpha_sa"], "o", ms=5, mec="k",
+                    mfc="k" if p.get("agree") else "none")
+    agr = res.agreement.get("fraction")
+    s = res.spec
+    ax.set_xlabel(r"$\beta$")
+    ax.set_ylabel(r"$\alpha_{SA}$")
+    ax.set_title(f"{s.norm}-LN L={s.depth} d={s.width} T={s.seq_len}: agreement "
+                 + ("—" if agr is None else f"{agr:.2f}") + f" (threshold {res.threshold:g} nats)\n"
+                 "lines: theory boundaries; ● agrees, ○ disagrees, ✕ diverged", fontsize=8)
+    fig.tight_layout()
+    savefig_atomic(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# -------------------------------------------------------------------------------------------- progress
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def advance(self, key: str) -> None:
+        pass
+
+
+class _Bar(_NoBar):
+    def __init__(self, total: int, done: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+        self.task = self.p.add_task("sweep", total=total, completed=done, last="")
+
+    def __enter__(self):
+        self.p.start()
+        return self
+
+    def __exit__(self, *a):
+        self.p.stop()
+        return False
+
+    def advance(self, key: str) -> None:
+        self.p.update(self.task, advance=1, last=key)
+
+
+def _bar(enabled: bool, total: int, done: int):
+    return _Bar(total, done) if enabled else _NoBar()
