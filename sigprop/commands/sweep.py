@@ -1,0 +1,125 @@
+"""``sigprop sweep``: the empirical trainability map — train every (β, α_SA) grid point and compare the
+measured loss gain with the theory's regions (:mod:`sigprop.sweep`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sigprop.commands.common import (
+    Activation,
+    AlphaMLP,
+    Attention,
+    AttentionO,
+    Causal,
+    Depth,
+    Format,
+    FormatO,
+    Norm,
+    NormO,
+    Rho0,
+    SeqLen,
+    SigmaB2,
+    SigmaV2,
+    SigmaW2,
+    build_spec,
+    dumps,
+    parse_range,
+)
+
+G = "Architecture (digest §1 conventions)"
+R = "Training"
+S = "Sweep"
+
+
+def sweep_cmd(
+    beta_range: Annotated[tuple[float, float, int] | None, typer.Option("--beta-range", help="β grid: LO HI N (linspace)", rich_help_panel=S)] = None,
+    alpha_range: Annotated[tuple[float, float, int] | None, typer.Option("--alpha-range", help="α_SA grid: LO HI N (linspace)", rich_help_panel=S)] = None,
+    out: Annotated[Path, typer.Option("--out", help="sweep folder: points/<key>.json, sweep.json, sweep.png", rich_help_panel=S)] = Path("sigprop-sweep"),
+    executor: Annotated[str, typer.Option("--executor", help="local (process pool) or dask (existing cluster)", rich_help_panel=S)] = "local",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786", rich_help_panel=S)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="local worker processes (default: all cores; torch threads = cores/workers)", rich_help_panel=S)] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="measured trainable ⇔ gain below unigram ≥ this (nats) and not diverged", rich_help_panel=S)] = 0.3,
+    corpus: Annotated[str, typer.Option("--corpus", help="synthetic | fortunes | PATH | hf:NAME[:CONFIG]", rich_help_panel=R)] = "synthetic",
+    steps: Annotated[int, typer.Option("--steps", help="optimiser steps per point", rich_help_panel=R)] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-B", help="sequences per step", rich_help_panel=R)] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="peak learning rate (AdamW, warmup + linear decay)", rich_help_panel=R)] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed", help="seed of every point", rich_help_panel=R)] = 0,
+    vocab_size: Annotated[int, typer.Option("--vocab-size", help="WordPiece vocabulary size", rich_help_panel=R)] = 2000,
+    eval_rows: Annotated[int, typer.Option("--eval-rows", help="test rows in the evaluation subset", rich_help_panel=R)] = 256,
+    n_stories: Annotated[int | None, typer.Option("--n-stories", help="synthetic corpus size (stories)", rich_help_panel=R)] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda", rich_help_panel=R)] = "cpu",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar over points (stderr)", rich_help_panel=R)] = True,
+    depth: Depth = 2, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
+    activation: Activation = "relu", alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2,
+    sigma_b2: SigmaB2 = 4e-4, seq_len: SeqLen = 64, rho0: Rho0 = 0.03, causal: Causal = False,
+    width: Annotated[int, typer.Option("--width", "-d", help="model width d", rich_help_panel=G)] = 128,
+    heads: Annotated[int, typer.Option("--heads", help="attention heads", rich_help_panel=G)] = 1,
+    fmt: FormatO = Format.text,
+) -> None:
+    """Train every (β, α_SA) grid point; write per-point files, sweep.json (agreement) and sweep.png."""
+    from sigprop.sweep import sweep
+    from sigprop.train import TrainConfig
+
+    try:
+        betas = parse_range("--beta-range", beta_range, (0.25, 3.0, 4))
+        alphas = parse_range("--alpha-range", alpha_range, (0.0, 2.0, 3))
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be ≥ 1; got {workers}")
+        spec = build_spec(depth=depth, norm=norm, attention=attention, activation=activation, beta=1.0, qk_std=None,
+                          alpha_sa=1.0, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2, sigma_v2=sigma_v2, sigma_b2=sigma_b2,
+                          seq_len=seq_len, rho0=rho0, causal=causal, width=width, heads=heads)
+        config = TrainConfig(corpus=corpus, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
+                             vocab_size=vocab_size, eval_rows=eval_rows, n_stories=n_stories, device=device)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if executor == "local" and device == "cpu":
+        # fail early (one line) when the corpus is missing, before starting workers
+        from sigprop.data import CorpusUnavailable, load_corpus
+
+        try:
+            load_corpus(corpus, n_stories=n_stories)
+        except CorpusUnavailable as exc:
+            typer.echo(str(exc).splitlines()[0] if str(exc) else "corpus unavailable", err=True)
+            raise typer.Exit(2) from None
+    try:
+        res = sweep(spec, betas, alphas, config, out, executor=executor, workers=workers, scheduler=scheduler,
+                    threshold=threshold, progress=progress and fmt == Format.text)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: finished points are kept in {out / 'points'}; rerun the same command to "
+                   "train the rest", err=True)
+        raise typer.Exit(130) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    d = res.to_dict()
+    if fmt == Format.json:
+        typer.echo(dumps({k: v for k, v in d.items() if k != "points"} | {"points": [
+            {k: p.get(k) for k in ("key", "beta", "alpha_sa", "predicted", "gain", "measured_trainable", "agree",
+                                   "diverged")} for p in d["points"]]}))
+        return
+    a = res.agreement
+    typer.echo(f"{res.status}: {res.ran} trained, {res.skipped} already done, {len(res.failed)} failed "
+               f"({len(res.points)} points)")
+    typer.echo(f"{'beta':>7} {'alpha':>7} {'predicted':>17} {'gain':>8} {'trained':>8} agree")
+    for p in res.points:
+        g = p.get("gain")
+        typer.echo(f"{p['beta']:7.3f} {p['alpha_sa']:7.3f} {p['predicted']:>17} "
+                   f"{'—' if g is None else f'{g:8.3f}':>8} {str(p.get('measured_trainable', '—')):>8} "
+                   f"{p.get('agree', '—')}" + ("  (diverged)" if p.get("diverged") else ""))
+    frac = a["fraction"]
+    typer.echo(f"agreement {('—' if frac is None else f'{frac:.2f}')} over {a['n_points']} points "
+               f"(measured trainable ⇔ gain ≥ {res.threshold:g} nats and not diverged; predicted ⇔ 'trainable')")
+    for f in res.failed:
+        typer.echo(f"failed {f['key']}: {f['error']}", err=True)
+    typer.echo(f"wrote {out / 'sweep.json'}" + (f" and {res.files['png']}" if "png" in res.files else ""))
+
+
+def register(app: typer.Typer) -> None:
+    # registers fig1e, fig3ab, fig6, fig8 and "training" in the `sigprop reproduce` figure registry
+    import sigprop.experiments.training  # noqa: F401
+
+    app.command("sweep", help="Empirical trainability map: train a (β, α_SA) grid and compare with the theory.")(sweep_cmd)

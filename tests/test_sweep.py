@@ -1,0 +1,147 @@
+"""Tests of sigprop.sweep and ``sigprop sweep``: tiny models (depth 1, width 16, T = 16, 2–3 steps)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+pytest.importorskip("transformers")
+
+import sigprop.sweep as sw  # noqa: E402
+from sigprop.data import prepare  # noqa: E402
+from sigprop.spec import Spec  # noqa: E402
+from sigprop.train import TrainConfig  # noqa: E402
+
+T = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def data(cache):
+    return prepare("synthetic", seq_len=T, vocab_size=300, n_stories=80, cache_dir=cache)
+
+
+def cfg(cache, **kw):
+    base = dict(steps=2, batch_size=4, seq_len=T, eval_every=2, eval_rows=4, probe_rows=2, vocab_size=300, threads=1,
+                n_stories=80, cache_dir=cache, corpus="synthetic")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+SPEC = Spec(depth=1, width=16, seq_len=T)
+
+
+def test_sweep_writes_points_and_rerun_skips(tmp_path, data, cache, monkeypatch):
+    calls = []
+    real = sw.run_point
+
+    def counting(*a, **k):
+        calls.append(a[3])
+        return real(*a, **k)
+
+    monkeypatch.setattr(sw, "run_point", counting)
+    res = sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False)
+    assert len(calls) == 4 and res.ran == 4 and res.skipped == 0
+    files = sorted(p.name for p in (tmp_path / "points").iterdir())
+    assert files == sorted(f"{sw.point_key(b, a)}.json" for b in (0.5, 3.0) for a in (0.5, 1.5))
+    assert not [p for p in (tmp_path / "points").iterdir() if p.name.startswith(".")]  # no temp files left
+    rec = json.loads((tmp_path / "points" / f"{sw.point_key(0.5, 0.5)}.json").read_text())
+    for k in ("final_test_loss", "unigram_loss", "steps_to_escape", "diverged", "predicted_regime", "fingerprint"):
+        assert k in rec
+    # rerun: nothing trained
+    calls.clear()
+    res2 = sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False)
+    assert calls == [] and res2.ran == 0 and res2.skipped == 4
+    assert [p["final_test_loss"] for p in res2.points] == [p["final_test_loss"] for p in res.points]
+    # a removed point is retrained alone; other settings retrain everything (stale files are replaced)
+    (tmp_path / "points" / f"{sw.point_key(3.0, 1.5)}.json").unlink()
+    sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False)
+    assert calls == [sw.point_key(3.0, 1.5)]
+    calls.clear()
+    sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache, lr=2e-3), tmp_path, workers=1, data=data, plot=False)
+    assert len(calls) == 4
+
+
+def test_sweep_json_keys_and_png(tmp_path, data, cache):
+    res = sw.sweep(SPEC, [0.5, 3.0], [1.0], cfg(cache), tmp_path, workers=1, data=data)
+    d = json.loads((tmp_path / "sweep.json").read_text())
+    for k in ("status", "grid", "spec", "threshold", "definitions", "agreement", "points", "ran", "skipped"):
+        assert k in d
+    assert d["status"] == "completed" and d["grid"]["beta"] == [0.5, 3.0]
+    for p in d["points"]:
+        for k in ("key", "beta", "alpha_sa", "predicted", "gain", "measured_trainable", "predicted_trainable",
+                  "agree", "final_test_loss", "unigram_loss", "diverged"):
+            assert k in p
+        assert p["predicted"] in ("trainable", "rank_collapse", "entropy_collapse")
+        assert p["gain"] == pytest.approx(p["unigram_loss"] - p["final_test_loss"])
+    assert set(d["agreement"]) >= {"fraction", "n_points", "confusion", "mean_gain_by_predicted_region"}
+    assert (tmp_path / "sweep.png").stat().st_size > 1000 and res.files["png"].endswith("sweep.png")
+
+
+def test_agreement_hand_built():
+    pts = [
+        {"predicted": "trainable", "final_test_loss": 4.0, "unigram_loss": 4.5, "diverged": False},  # gain .5: agree
+        {"predicted": "trainable", "final_test_loss": 4.4, "unigram_loss": 4.5, "diverged": False},  # gain .1: disagree
+        {"predicted": "entropy_collapse", "final_test_loss": 4.45, "unigram_loss": 4.5, "diverged": False},  # agree
+        {"predicted": "rank_collapse", "final_test_loss": 3.0, "unigram_loss": 4.5, "diverged": False},  # disagree
+        {"predicted": "trainable", "final_test_loss": 1.0, "unigram_loss": 4.5, "diverged": True},  # diverged: disagree
+        {"predicted": "entropy_collapse", "final_test_loss": None, "unigram_loss": 4.5, "diverged": True},  # agree
+        {"predicted": "trainable", "final_test_loss": None, "unigram_loss": None, "diverged": False},  # unfinished
+    ]
+    a = sw.agreement(pts, threshold=0.3)
+    assert a["n_points"] == 6 and a["n_agree"] == 3 and a["fraction"] == pytest.approx(0.5)
+    assert a["confusion"] == {"predicted_trainable_and_trained": 1, "predicted_trainable_but_did_not": 2,
+                              "predicted_not_but_trained": 1, "predicted_not_and_did_not": 2}
+    assert [p.get("agree") for p in pts] == [True, False, True, False, False, True, None]
+    assert pts[0]["gain"] == pytest.approx(0.5)
+    assert sw.agreement(pts, threshold=0.05)["n_agree"] == 4  # gain 0.1 now counts as trained
+
+
+def test_sweep_dask_local_cluster(tmp_path, cache, data):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        res = sw.sweep(SPEC, [0.5], [0.5, 1.5], cfg(cache), tmp_path, executor="dask", scheduler=cl.scheduler_address,
+                       plot=False)
+    assert res.ran == 2 and res.status == "completed" and not res.failed
+    assert len(list((tmp_path / "points").glob("*.json"))) == 2
+
+
+def test_sweep_errors(tmp_path, cache):
+    with pytest.raises(ValueError, match="executor"):
+        sw.sweep(SPEC, [0.5], [1.0], cfg(cache), tmp_path, executor="nope", plot=False)
+    with pytest.raises(ValueError, match="scheduler"):
+        sw.sweep(SPEC, [0.5], [1.0], cfg(cache), tmp_path, executor="dask", plot=False)
+    with pytest.raises(ValueError, match="scalar"):
+        sw.sweep(SPEC.replace(beta=[0.5, 1.0]), [0.5], [1.0], cfg(cache), tmp_path, plot=False)
+
+
+def test_sweep_cli(tmp_path, cache, data):
+    from typer.testing import CliRunner
+
+    from sigprop.cli import app
+
+    r = CliRunner().invoke(app, ["sweep", "--beta-range", "0.5", "3", "2", "--alpha-range", "0.5", "1.5", "1",
+                                 "--steps", "2", "--batch-size", "4", "-T", str(T), "--width", "16", "--depth", "1",
+                                 "--vocab-size", "300", "--n-stories", "80", "--eval-rows", "4", "--workers", "1",
+                                 "--out", str(tmp_path), "--format", "json", "--no-progress"],
+                           env={"SIGPROP_CACHE": cache})
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["ran"] == 2 and len(d["points"]) == 2 and "agreement" in d
+    bad = CliRunner().invoke(app, ["sweep", "--beta-range", "3", "1", "2", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "lo < hi" in bad.output
