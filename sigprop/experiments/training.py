@@ -148,7 +148,7 @@ def _fig3_analyse(runs: dict, lr: float, sz: dict) -> dict:
 
     T = sz["seq_len"]
     rows, step0_err = [], []
-    for label, r in runs.items():
+    for r in runs.values():
         b = float(r["spec"]["beta"])
         rho = float(min(max(r["init"]["cosine"][0], 0.0), 1.0))
         theory = float(np.asarray(stats(b, rho, T).entropy))
@@ -197,7 +197,7 @@ def _fig3_plot(analyses: list[dict], title: str):
     plt = _plt()
     fig, axes = plt.subplots(len(analyses), 3, figsize=(13, 3.8 * len(analyses)), squeeze=False)
     cmap = plt.get_cmap("coolwarm")
-    for row, an in zip(axes, analyses):
+    for row, an in zip(axes, analyses, strict=True):
         n = len(an["runs"])
         for k, r in enumerate(an["runs"]):
             c = cmap(k / max(n - 1, 1))
