@@ -127,8 +127,14 @@ def test_cli_validate_bad_args_exit_2(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("beta", [0.5, 3.0])
 def test_issue_acceptance_paper_size(beta):
-    """Post-LN ReLU d=512, T=512, 50 layers, ρ0=0.2: seed-averaged max_ℓ |ρ_theory − ρ_measured| ≤ 0.03."""
+    """Post-LN ReLU d=512, T=512, 50 layers, ρ0=0.2: seed-averaged max_ℓ |ρ_theory − ρ_measured| ≤ 0.03.
+
+    Seed count: at β = 3 the seed-to-seed std of ρ_ℓ reaches 0.026 in mid-depth (where β ≈ β_c(ρ_ℓ)),
+    so with 3 seeds the standard error of the mean is 0.015 and the maximum over 50 correlated layers
+    lands near 3 SE ≈ 0.045 (measured: 0.048 with seeds 0–2). With 10 seeds the SE is 0.008; measured
+    maxima were 0.016 (β = 3; T = ∞ theory: 0.051) and 0.005 (β = 0.5).
+    """
     spec = Spec(depth=50, beta=beta, seq_len=512, width=512, **PAPER)
-    rep = validate(spec, seeds=3, progress=False)
+    rep = validate(spec, seeds=10, progress=False)
     pt = rep.points[0]
     assert pt.max_error("rho") <= 0.03, (beta, pt.max_error("rho"), pt.errors["rho"]["finite"]["argmax_layer"])
