@@ -88,16 +88,27 @@ class Activation:
             raise ValueError("c (pre-activation correlation) must be in [-1, 1]")
         c = np.clip(c, -1.0, 1.0)
         if not force_quadrature and not _exact and q1.size == 1 and c.size >= FAST_MIN_SIZE:
-            k11, vals, slopes = _dense_table(self, float(q1.flat[0]))
+            k11, k12 = self._dense_kernel(float(q1.flat[0]), c)
             shape = np.broadcast_shapes(q1.shape, c.shape)
-            x = (c + 1.0) * (0.5 * (DENSE_NODES - 1))
-            i = np.minimum(x.astype(np.intp), DENSE_NODES - 2)
-            return np.full(shape, k11), (vals[i] + slopes[i] * (x - i)).reshape(shape)
+            return np.full(shape, k11), k12.reshape(shape)
         if self.closed_form and not force_quadrature:
             k11, k12 = _CLOSED[self.name]
             shape = np.broadcast_shapes(q1.shape, c.shape)
             return np.broadcast_to(k11(q1), shape).astype(float), np.broadcast_to(k12(q1, c), shape).astype(float)
         return _quadrature_kernel(self, q1, c)
+
+
+    def _dense_kernel(self, q1: float, c: np.ndarray) -> tuple[float, np.ndarray]:
+        """Unchecked dense-table lookup of (K₁₁, K₁₂(c)) for one q₁; ``c`` must lie in [−1, 1]."""
+        k11, vals, slopes = _dense_table(self, q1)
+        x = c * _DENSE_H
+        x += _DENSE_H
+        i = x.astype(np.intp)  # ≤ DENSE_NODES − 1; the tables carry one padding entry
+        x -= i
+        out = slopes[i]
+        out *= x
+        out += vals[i]
+        return k11, out
 
 
 def get(activation: str | Callable[[np.ndarray], np.ndarray] | Activation) -> Activation:
@@ -164,6 +175,7 @@ _TABLES: dict[tuple[int, float], tuple[float, CubicSpline]] = {}
 FAST_MIN_SIZE = 4096
 DENSE_NODES = 2**16 + 1
 _DENSE_C = np.linspace(-1.0, 1.0, DENSE_NODES)
+_DENSE_H = 0.5 * (DENSE_NODES - 1)
 _DENSE: dict[tuple[int, float], tuple[float, np.ndarray, np.ndarray]] = {}
 
 
@@ -173,7 +185,8 @@ def _dense_table(act: Activation, q1: float) -> tuple[float, np.ndarray, np.ndar
     if hit is None:
         k11, k12 = act.kernel(np.asarray(q1), _DENSE_C, _exact=True)
         k12 = np.asarray(k12, dtype=float)
-        hit = (float(np.asarray(k11).flat[0]), k12[:-1].copy(), np.diff(k12))
+        # value and slope per node; the last node (c = 1) gets slope 0 so c = 1 needs no index clamp
+        hit = (float(np.asarray(k11).flat[0]), k12.copy(), np.append(np.diff(k12), 0.0))
         if len(_DENSE) > 1024:
             _DENSE.clear()
         _DENSE[key] = hit
@@ -240,6 +253,13 @@ def mlp_map(activation, q, p, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarra
     act = get(activation)
     q1 = sigma_w2 * np.asarray(q, dtype=float) + sigma_b2
     p1 = sigma_w2 * np.asarray(p, dtype=float) + sigma_b2
+    if q1.ndim == 0 and p1.size >= FAST_MIN_SIZE and q1 > 0:  # one q₁ for the whole grid (after a LayerNorm)
+        c = p1 * (1.0 / float(q1))
+        np.clip(c, -1.0, 1.0, out=c)
+        k11, k12 = act._dense_kernel(float(q1), c)
+        k12 *= sigma_w2
+        k12 += sigma_b2
+        return sigma_b2 + sigma_w2 * k11, k12
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.where(q1 > 0, p1 / np.where(q1 > 0, q1, 1.0), 1.0)
     k11, k12 = act.kernel(q1, np.clip(c, -1.0, 1.0))

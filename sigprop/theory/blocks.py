@@ -69,12 +69,29 @@ def _rows(seq_len: float, causal: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.array([float(seq_len)]), np.array([1.0])
 
 
-def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool):
+def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool, want_entropy: bool = True):
     """Row-averaged (Y², O, entropy / ln n) for effective inverse temperature ``b = β sqrt(q(q − p))``.
 
     Every row's logits have fluctuation std ``s = b sqrt(ln T)``; a row seeing ``n_t`` keys is a REM with
     ``n_t`` configurations, i.e. effective ``b_t = b sqrt(ln T / ln n_t)`` (digest §7).
     """
+    if not causal or seq_len is None:  # one representative row with n = T keys: no row axis needed
+        if finite_T:
+            from sigprop.theory import finite
+
+            n1 = np.asarray(float(seq_len))
+            b = np.asarray(b_eff, dtype=float)
+            if want_entropy:
+                mo = finite._moments_b(b, n1)
+                y2, ent = mo.y2, mo.entropy / np.log(float(seq_len))
+            else:
+                y2, ent = finite._y2_b(b, n1), None
+            ov = finite._overlap_b(b, np.asarray(rho, dtype=float), n1)
+        else:
+            y2 = 1.0 - np.minimum(rem.SQRT2 / np.maximum(b_eff, 1e-300), 1.0)  # 1 − m, m = β_c/β
+            ov = 0.0
+            ent = np.maximum(0.0, 1.0 - 0.5 * b_eff * b_eff) if want_entropy else None
+        return y2, ov, ent
     n, w = _rows(seq_len, causal)
     b = np.asarray(b_eff, dtype=float)[..., None]
     r = np.asarray(rho, dtype=float)[..., None]
@@ -94,10 +111,6 @@ def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool):
         y2 = 1.0 - m
         ov = np.zeros_like(y2)
         ent = np.maximum(0.0, 1.0 - 0.5 * bt * bt)
-    if n.size == 1:
-        if one[0]:
-            return np.ones_like(y2[..., 0]), np.ones_like(y2[..., 0]), np.zeros_like(y2[..., 0])
-        return y2[..., 0], np.broadcast_to(ov, y2.shape)[..., 0], ent[..., 0]
     y2 = np.where(one, 1.0, y2)
     ov = np.where(one, 1.0, ov)
     ent = np.where(one, 0.0, ent)
@@ -117,22 +130,23 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
     if seq_len is not None and not (np.isfinite(seq_len) and seq_len >= 2):
         raise ValueError(f"seq_len (T) must be ≥ 2; got {seq_len}")
     beta = np.asarray(beta, dtype=float)
-    if beta.size <= 64:
-        if np.any(~np.isfinite(beta)) or np.any(beta < 0):
-            raise ValueError("beta must be finite and ≥ 0")
-    elif not (beta.min() >= 0 and np.isfinite(beta.max())):
+    if np.any(~np.isfinite(beta)) or np.any(beta < 0):
         raise ValueError("beta must be finite and ≥ 0")
-    q = np.asarray(q, dtype=float)
-    p = np.asarray(p, dtype=float)
+    return _attention(np.asarray(q, dtype=float), np.asarray(p, dtype=float), beta, seq_len, kind,
+                      finite_T and seq_len is not None, causal)
+
+
+def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, causal: bool, want_entropy: bool = True) -> AttentionOut:
+    """:func:`attention` without input checks (the propagation validates its spec once)."""
     gap = np.maximum(q - p, 0.0)
     qgap = q * gap
-    rho = np.clip(p / np.maximum(q, 1e-300), 0.0, 1.0)
-    b_eff = np.asarray(beta, dtype=float) * np.sqrt(qgap)
-    y2, ov, ent = _row_stats(b_eff, rho, seq_len, finite_T and seq_len is not None, causal)
+    b_eff = beta * np.sqrt(qgap)
+    rho = np.clip(p / np.maximum(q, 1e-300), 0.0, 1.0) if (finite_T or causal) else None
+    y2, ov, ent = _row_stats(b_eff, rho, seq_len, finite_T, causal, want_entropy)
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
     if kind == "softmax":
         q_out = p + gap * y2
-        p_out = p + gap * ov
+        p_out = p if (np.ndim(ov) == 0 and ov == 0.0) else p + gap * ov
     else:
         inv_n = 0.0 if (seq_len is None or not finite_T) else _mean_inv_keys(seq_len, causal)
         q_out = gap * np.maximum(y2 - inv_n, 0.0)
@@ -179,7 +193,7 @@ class BlockOut:
     attn: AttentionOut
 
 
-def block(q, p, spec, *, finite_T: bool = True, scale=1.0) -> BlockOut:
+def block(q, p, spec, *, finite_T: bool = True, scale=1.0, want_entropy: bool = True) -> BlockOut:
     """One transformer block of ``spec`` (post-/pre-LN × softmax/centred) on state (q, p).
 
     Post-LN: ``x ← LN(α_SA x + V(A(x)))``, ``x ← LN(α_MLP x + MLP(x))``.
@@ -195,7 +209,8 @@ def block(q, p, spec, *, finite_T: bool = True, scale=1.0) -> BlockOut:
         qa, pa = layernorm(q, p)
     else:
         qa, pa = q, p
-    att = attention(qa, pa, spec.beta, seq_len, kind=spec.attention, finite_T=finite_T, causal=spec.causal)
+    att = _attention(np.asarray(qa, dtype=float), np.asarray(pa, dtype=float), spec.beta, seq_len, spec.attention,
+                     finite_T, spec.causal, want_entropy)
     bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
     qv, pv = value(att.q, att.p, spec.sigma_v2, bias_v)
     if spec.norm == "pre":

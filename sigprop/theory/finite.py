@@ -722,6 +722,13 @@ def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
     return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
 
 
+def _y2_b(b: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Y^(2) only (unchecked inputs); one table read for the common one-T, many-b case."""
+    if n.size == 1 and b.size >= _DIRECT_BELOW:
+        return _moment_table(float(n.ravel()[0])).y2(b)
+    return _moments_b(b, n).y2
+
+
 def moments(b, T) -> FiniteMoments:
     """Finite-T moments at effective inverse temperature ``b`` (β) with ``T`` keys and ``s = b sqrt(ln T)``.
 

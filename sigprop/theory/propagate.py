@@ -121,42 +121,48 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
         arrays["q"][0] = q
     if "log_q" in arrays:
         arrays["log_q"][0] = np.log(q)
-    log_scale = np.zeros(shape)
+    pre = spec.norm == "pre"
+    log_scale = np.zeros(shape) if pre else 0.0
+    scale = 1.0
     n_cond = np.zeros(shape, dtype=np.int64)
     first = np.zeros(shape, dtype=bool)
+    want_entropy = "entropy" in arrays
     for layer in range(1, L + 1):
-        with np.errstate(over="ignore"):
-            scale = np.exp(log_scale)  # inf only when branch outputs are negligible anyway
-        out = blocks.block(q, p, spec, finite_T=finite_T, scale=scale)
-        q, p = np.broadcast_to(out.q, shape).copy(), np.broadcast_to(out.p, shape).copy()
-        big = q > 1e64
-        if np.any(big):  # renormalise the stored pre-LN stream; its true size is q·e^{log_scale}
-            log_scale = log_scale + np.where(big, np.log(np.where(big, q, 1.0)), 0.0)
-            p = np.where(big, p / np.where(big, q, 1.0), p)
-            q = np.where(big, 1.0, q)
-        cond = np.broadcast_to(out.attn.condensed, shape)
+        out = blocks.block(q, p, spec, finite_T=finite_T, scale=scale, want_entropy=want_entropy)
+        q, p = out.q, out.p  # post-LN: q is a 0-d 1.0; arrays broadcast to the grid on their own
+        if pre:
+            big = q > 1e64
+            if np.any(big):  # renormalise the stored pre-LN stream; its true size is q·e^{log_scale}
+                q, p = np.broadcast_to(q, shape), np.broadcast_to(p, shape)
+                log_scale = log_scale + np.where(big, np.log(np.where(big, q, 1.0)), 0.0)
+                p = np.where(big, p / np.where(big, q, 1.0), p)
+                q = np.where(big, 1.0, q)
+                with np.errstate(over="ignore"):
+                    scale = np.exp(log_scale)  # inf only where branch outputs are negligible anyway
+        cond = out.attn.condensed
         n_cond += cond
         if layer == 1:
-            first = cond.copy()
+            first = np.broadcast_to(cond, shape).copy()
         if arrays:
             lq = np.log(q) + log_scale
             with np.errstate(over="ignore"):
                 vals = {
-                "rho": _ratio(p, q),
-                "q": np.exp(lq),
-                "log_q": lq,
-                "y2": out.attn.y2,
-                "entropy": out.attn.entropy,
-                "beta_c": out.attn.beta_c,
-                "condensed": cond,
+                    "rho": _ratio(p, q),
+                    "q": np.exp(lq),
+                    "log_q": lq,
+                    "y2": out.attn.y2,
+                    "entropy": out.attn.entropy,
+                    "beta_c": out.attn.beta_c,
+                    "condensed": cond,
                 }
             for name, arr in arrays.items():
                 arr[layer] = np.broadcast_to(vals[name], shape)
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):  # pragma: no cover - guarded above
-            raise FloatingPointError(f"state became non-finite at layer {layer}")
+    q, p = np.broadcast_to(q, shape), np.broadcast_to(p, shape)
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):  # pragma: no cover - guarded above
+        raise FloatingPointError("the propagated state became non-finite")
     prop = Propagation(spec=spec, finite_T=finite_T, **arrays)
-    prop.rho_final = _ratio(p, q)
-    prop.log_q_final = np.log(q) + log_scale
+    prop.rho_final = np.asarray(_ratio(p, q))
+    prop.log_q_final = np.broadcast_to(np.log(q) + log_scale, shape).copy()
     prop.n_condensed = n_cond
     prop.first_condensed = first
     return prop
