@@ -86,7 +86,7 @@ def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool, want_entropy: 
                 y2, ent = mo.y2, mo.entropy / np.log(float(seq_len))
             else:
                 y2, ent = finite._y2_b(b, n1), None
-            ov = finite._overlap_b(b, np.asarray(rho, dtype=float), n1)
+            ov = finite._overlap_b(b, np.asarray(rho, dtype=float), n1, y2)
         else:
             y2 = 1.0 - np.minimum(rem.SQRT2 / np.maximum(b_eff, 1e-300), 1.0)  # 1 − m, m = β_c/β
             ov = 0.0

@@ -647,24 +647,45 @@ class _OverlapTable:
         self.fine_flat = self.fine.ravel()
         self.spline = spl
 
-    def __call__(self, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
-        b, rho = np.broadcast_arrays(b, rho)
-        x = _x_of_b(b) * (_OV_FINE_X - 1)
-        r = np.cbrt(np.maximum(1.0 - rho, 0.0)) * (_OV_FINE_R - 1)  # w = (1 − ρ)^{1/3}
-        i = np.minimum(x.astype(np.int64), _OV_FINE_X - 2)
-        j = np.minimum(r.astype(np.int64), _OV_FINE_R - 2)
-        fx = x - i
-        fr = r - j
+    def __call__(self, b: np.ndarray, rho: np.ndarray, y2: np.ndarray | None = None) -> np.ndarray:
+        x = _x_of_b(b)
+        x *= _OV_FINE_X - 1
+        r = np.maximum(1.0 - rho, 0.0)
+        r = np.cbrt(r, out=r)  # w = (1 − ρ)^{1/3}
+        r *= _OV_FINE_R - 1
+        i = x.astype(np.int64)
+        np.minimum(i, _OV_FINE_X - 2, out=i)
+        j = r.astype(np.int64)
+        np.minimum(j, _OV_FINE_R - 2, out=j)
+        x -= i  # fractional parts
+        r -= j
+        k = i * _OV_FINE_R
+        k += j
         t = self.fine_flat
-        k = i * _OV_FINE_R + j
         t00 = t[k]
         t01 = t[k + 1]
-        t10 = t[k + _OV_FINE_R]
-        t11 = t[k + _OV_FINE_R + 1]
-        ratio = t00 + fx * (t10 - t00) + fr * ((t01 - t00) + fx * (t11 - t10 - t01 + t00))
+        k += _OV_FINE_R
+        t10 = t[k]
+        t11 = t[k + 1]
+        # bilinear: t00 + fx (t10 − t00) + fr ((t01 − t00) + fx (t11 − t10 − t01 + t00))
+        t11 -= t10
+        t11 -= t01
+        t11 += t00
+        t11 *= x
+        t01 -= t00
+        t11 += t01
+        t11 *= r
+        t10 -= t00
+        t10 *= x
+        t11 += t10
+        t11 += t00
+        ratio = np.clip(t11, 0.0, 1.0, out=t11)
         inv_n = 1.0 / self.n
-        y2 = self.mt.y2(b)
-        return inv_n + np.clip(ratio, 0.0, 1.0) * (y2 - inv_n)
+        if y2 is None:
+            y2 = self.mt.y2(b)
+        ratio *= y2 - inv_n
+        ratio += inv_n
+        return ratio
 
 
 _MOM_TABLES: dict[float, _MomentTable] = {}
@@ -748,13 +769,15 @@ def moments_s(s, n) -> FiniteMoments:
     return _moments_b(b, n)
 
 
-def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray) -> np.ndarray:
+def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | None = None) -> np.ndarray:
+    """Overlap for unchecked inputs; ``y2`` (Y^(2) at the same b and n) may be passed to save a table read."""
     if n.size == 1:
         shape = np.broadcast_shapes(b.shape, rho.shape, n.shape)
         nk = float(n.ravel()[0])
         if math.prod(shape) >= _OV_DIRECT_BELOW or nk in _OV_TABLES:
             bb, rr = np.broadcast_arrays(b, rho)
-            return _overlap_table(nk)(bb.ravel(), rr.ravel()).reshape(shape)
+            yy = None if y2 is None else np.broadcast_to(y2, shape)
+            return _overlap_table(nk)(bb, rr, yy).reshape(shape)
     shape, (bf, rf, nf) = _broadcast(b, rho, n)
     out = np.empty(bf.size)
     if bf.size:
