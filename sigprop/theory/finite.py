@@ -648,10 +648,9 @@ class _OverlapTable:
         self.spline = spl
 
     def __call__(self, b: np.ndarray, rho: np.ndarray, y2: np.ndarray | None = None) -> np.ndarray:
-        x = _x_of_b(b)
+        x = np.array(_x_of_b(b), dtype=float, ndmin=1)
         x *= _OV_FINE_X - 1
-        r = np.maximum(1.0 - rho, 0.0)
-        r = np.cbrt(r, out=r)  # w = (1 − ρ)^{1/3}
+        r = np.cbrt(np.maximum(1.0 - np.array(rho, dtype=float, ndmin=1), 0.0))  # w = (1 − ρ)^{1/3}
         r *= _OV_FINE_R - 1
         i = x.astype(np.int64)
         np.minimum(i, _OV_FINE_X - 2, out=i)
@@ -685,7 +684,7 @@ class _OverlapTable:
             y2 = self.mt.y2(b)
         ratio *= y2 - inv_n
         ratio += inv_n
-        return ratio
+        return ratio.reshape(np.shape(b)) if np.ndim(b) == 0 else ratio
 
 
 _MOM_TABLES: dict[float, _MomentTable] = {}
