@@ -78,8 +78,10 @@ def test_sweep_writes_points_and_rerun_skips(tmp_path, data, cache, monkeypatch)
 
 
 def test_sweep_json_keys_and_png(tmp_path, data, cache):
-    res = sw.sweep(SPEC, [0.5, 3.0], [1.0], cfg(cache), tmp_path, workers=1, data=data)
+    res = sw.sweep(SPEC, [0.5, 3.0], [1.0], cfg(cache, steps=4), tmp_path, workers=1, data=data)
     d = json.loads((tmp_path / "sweep.json").read_text())
+    # every point runs all its steps (regression: train(out=None) used to stop at the first checkpoint)
+    assert all(p["steps_done"] == 4 and not p["diverged"] for p in d["points"]), d["points"]
     for k in ("status", "grid", "spec", "threshold", "definitions", "agreement", "points", "ran", "skipped"):
         assert k in d
     assert d["status"] == "completed" and d["grid"]["beta"] == [0.5, 3.0]

@@ -33,13 +33,13 @@ __all__ = ["SIZES", "FIG3_BETAS", "train_jobs", "learnability", "fig3ab", "fig8"
 #: per-figure sizes: keys of TrainConfig / Spec used by each figure, (default CPU, full GPU)
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "fig3": {
-        "default": {"width": 128, "seq_len": 64, "steps": 400, "batch_size": 32, "eval_every": 40, "eval_rows": 128,
+        "default": {"width": 128, "seq_len": 64, "steps": 1200, "batch_size": 32, "eval_every": 60, "eval_rows": 128,
                     "corpus": "synthetic", "n_stories": None, "vocab_size": 2000, "workers": 2},
         "full": {"width": 512, "seq_len": 512, "steps": 5000, "batch_size": 64, "eval_every": 250, "eval_rows": 256,
                  "corpus": "synthetic", "n_stories": None, "vocab_size": 2000, "workers": 1, "device": "cuda"},
     },
     "fig1e": {
-        "default": {"width": 128, "seq_len": 64, "depth": 4, "steps": 300, "batch_size": 32, "eval_every": 30,
+        "default": {"width": 128, "seq_len": 64, "depth": 4, "steps": 600, "batch_size": 32, "eval_every": 30,
                     "eval_rows": 128, "lr": 1e-3, "corpus": "synthetic", "n_stories": None, "vocab_size": 2000,
                     "workers": 2, "seeds": 2},
         "full": {"width": 480, "seq_len": 512, "depth": 60, "steps": 5000, "batch_size": 64, "eval_every": 250,
@@ -47,8 +47,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "workers": 1, "seeds": 2, "device": "cuda"},
     },
     "fig6": {
-        "default": {"width": 128, "seq_len": 64, "depth": 8, "beta": 0.5, "alpha_sa": 0.3, "steps": 400,
-                    "batch_size": 32, "eval_every": 40, "eval_rows": 128, "lr": 1e-3, "corpus": "synthetic",
+        "default": {"width": 128, "seq_len": 64, "depth": 8, "beta": 0.5, "alpha_sa": 0.3, "steps": 1200,
+                    "batch_size": 32, "eval_every": 60, "eval_rows": 128, "lr": 1e-3, "corpus": "synthetic",
                     "n_stories": None, "vocab_size": 2000, "workers": 2, "seeds": 1},
         "full": {"width": 480, "seq_len": 512, "depth": 30, "beta": 0.5, "alpha_sa": 1.0, "steps": 10000,
                  "batch_size": 64, "eval_every": 500, "eval_rows": 256, "lr": 5e-4, "corpus": "synthetic",
@@ -83,10 +83,10 @@ def _job(spec: Spec, cfg_dict: dict[str, Any], label: str, data: Any = None) -> 
     import torch
 
     from sigprop.measure import measure
-    from sigprop.sweep import _data_for
+    from sigprop.sweep import _data_for, _no_midrun_checkpoints
     from sigprop.train import TrainConfig, train
 
-    config = TrainConfig(**cfg_dict)
+    config = _no_midrun_checkpoints(TrainConfig(**cfg_dict))
     data = data if data is not None else _data_for(config)
     init: dict[str, Any] = {}
     t0 = time.perf_counter()
