@@ -393,8 +393,14 @@ def _train(spec, config, outdir, data, device, resume, callbacks, progress, hand
         return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
     def save_checkpoint() -> bool:
-        if ckpt_path is None or not params_finite():
+        """Write a checkpoint; False only when the parameters are non-finite (never saved).
+
+        Without an output folder there is nothing to write, which is not a failure.
+        """
+        if not params_finite():
             return False
+        if ckpt_path is None:
+            return True
         rng = {"torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)

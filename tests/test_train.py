@@ -219,3 +219,10 @@ def test_cli_tiny_run_json(tmp_path, capsys, monkeypatch):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["steps_done"] == 2 and out["diverged"] is False
     assert (tmp_path / "run" / "metrics.jsonl").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_run_without_output_folder_completes(data):
+    """Regression: with out=None a due mid-run checkpoint used to be reported as divergence and stop the run."""
+    r = train(tiny_spec(), cfg(steps=6, checkpoint_every=2), None, data=data)
+    assert r.summary["diverged"] is False and r.summary["status"] == "completed"
+    assert r.metrics[-1]["step"] == 6
