@@ -86,7 +86,7 @@ def validate_cmd(
 
 
 def reproduce_cmd(
-    name: Annotated[str, typer.Argument(help="figure: fig1d, fig2, fig3c, fig4, fig5, fig7, fig12, ...")],
+    name: Annotated[str, typer.Argument(help="figure: fig1d, fig2, fig3c, fig4, fig5, fig7, fig12 (propagation and gradients); fig1e, fig3ab, fig6, fig8, training (training)")],
     full: Annotated[bool, typer.Option("--full", help="the paper's sizes (slow); default: small CPU sizes")] = False,
     out: Annotated[Path, typer.Option("--out", help="output folder for NAME.png and NAME.json")] = Path("sigprop-out"),
     seeds: Annotated[int | None, typer.Option("--seeds", help="seeds (models / Monte Carlo repeats)")] = None,

@@ -60,13 +60,29 @@ def register(name: str, *, help: str = "") -> Callable[[FigureFn], FigureFn]:  #
     return deco
 
 
+#: modules that register more figures when imported (optional extras may be missing)
+PLUGINS = ("sigprop.experiments.training",)
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for mod in PLUGINS:
+        try:
+            importlib.import_module(mod)
+        except ImportError:  # pragma: no cover - e.g. torch not installed
+            pass
+
+
 def available() -> list[str]:
+    _load_plugins()
     return sorted(REGISTRY)
 
 
 def reproduce(name: str, out: str | Path = "sigprop-out", *, full: bool = False, seeds: int | None = None,
               progress: bool = True) -> dict:
     """Run figure ``name`` and return its payload (also written to ``out/name.json``)."""
+    _load_plugins()
     if name not in REGISTRY:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(available())}")
     if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 100):
