@@ -99,7 +99,7 @@ def run_point(spec: Spec, config_dict: dict[str, Any], path: str, key: str, beta
     from sigprop.commands.common import dumps, write_atomic
     from sigprop.train import TrainConfig, train
 
-    config = _no_midrun_checkpoints(TrainConfig(**config_dict))
+    config = TrainConfig(**config_dict)
     result = train(spec, config, None, data=data if data is not None else _data_for(config))
     s = result.summary
     rec = {"key": key, "beta": float(beta), "alpha_sa": float(alpha_sa), "fingerprint": fingerprint,
@@ -107,14 +107,6 @@ def run_point(spec: Spec, config_dict: dict[str, Any], path: str, key: str, beta
            "test_loss_curve": [[r["step"], r["test_loss"]] for r in result.metrics]}
     write_atomic(path, dumps(rec) + "\n")
     return rec
-
-
-def _no_midrun_checkpoints(config):
-    """Workaround for sigprop.train with ``out=None``: a mid-run checkpoint cannot be written there, and
-    train reports that as ``diverged: non-finite parameters at step N`` (N = checkpoint interval, steps/10
-    by default), stopping the run. With ``checkpoint_every = steps`` no mid-run checkpoint is attempted.
-    Point records do not need checkpoints (a sweep resumes per point)."""
-    return dataclasses.replace(config, checkpoint_every=config.steps)
 
 
 def _init_worker(threads: int) -> None:

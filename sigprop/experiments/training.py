@@ -83,10 +83,10 @@ def _job(spec: Spec, cfg_dict: dict[str, Any], label: str, data: Any = None) -> 
     import torch
 
     from sigprop.measure import measure
-    from sigprop.sweep import _data_for, _no_midrun_checkpoints
+    from sigprop.sweep import _data_for
     from sigprop.train import TrainConfig, train
 
-    config = _no_midrun_checkpoints(TrainConfig(**cfg_dict))
+    config = TrainConfig(**cfg_dict)
     data = data if data is not None else _data_for(config)
     init: dict[str, Any] = {}
     t0 = time.perf_counter()
