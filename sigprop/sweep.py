@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
 
 __all__ = ["DEFAULT_THRESHOLD", "SweepResult", "sweep", "point_key", "agreement", "run_point", "plot_sweep",
@@ -325,7 +326,7 @@ def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=No
         write_atomic(out / "sweep.json", dumps(res.to_dict()) + "\n")
         return res
 
-    bar = _bar(progress, len(grid), skipped)
+    bar = progress_bar(progress, "sweep", len(grid), skipped)
     try:
         with bar, _executor(executor, workers, scheduler, threads) as ex:
             futs = {}
@@ -416,47 +417,3 @@ def plot_sweep(res: SweepResult, path: str | os.PathLike, *, diagram_kwargs: dic
     savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
-
-
-# -------------------------------------------------------------------------------------------- progress
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def advance(self, key: str) -> None:
-        pass
-
-
-class _Bar(_NoBar):
-    def __init__(self, total: int, done: int) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.p = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                          TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-        self.task = self.p.add_task("sweep", total=total, completed=done, last="")
-
-    def __enter__(self):
-        self.p.start()
-        return self
-
-    def __exit__(self, *a):
-        self.p.stop()
-        return False
-
-    def advance(self, key: str) -> None:
-        self.p.update(self.task, advance=1, last=key)
-
-
-def _bar(enabled: bool, total: int, done: int):
-    return _Bar(total, done) if enabled else _NoBar()

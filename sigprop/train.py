@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
 
 __all__ = ["TrainConfig", "TrainResult", "train", "load_checkpoint", "ESCAPE_MARGIN", "EVAL_SEED"]
@@ -470,7 +471,7 @@ def _train(spec, config, outdir, data, device, resume, callbacks, progress, hand
         return rec
 
     status, reason = "running", None
-    bar = _progress(progress, config.steps, step)
+    bar = progress_bar(progress, "train", config.steps, step)
     session_steps = 0
     safe = True  # at a step boundary: the state is consistent and may be checkpointed
     try:
@@ -517,7 +518,7 @@ def _train(spec, config, outdir, data, device, resume, callbacks, progress, hand
                 run["loss_n"] += 1
                 run["grad_norm"] = gn
                 safe = True
-                bar.advance(lv)
+                bar.advance(f"loss {lv:.3f}")
                 if step % config.eval_interval == 0 or step == config.steps:
                     rec = record_eval()
                     if not math.isfinite(rec["test_loss"]):
@@ -600,39 +601,3 @@ def _summary(spec, config, data, objective, unigram, metrics, step, status, reas
     if theory_error:
         out["theory_error"] = theory_error
     return out
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def advance(self, loss: float) -> None:
-        pass
-
-
-class _RichBar(_NoBar):
-    def __init__(self, total: int, done: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                          TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-        self.task = self.p.add_task("train", total=total, completed=done, loss="—")
-
-    def __enter__(self):
-        self.p.start()
-        return self
-
-    def __exit__(self, *a):
-        self.p.stop()
-        return False
-
-    def advance(self, loss: float) -> None:
-        self.p.update(self.task, advance=1, loss=f"{loss:.3f}")
-
-
-def _progress(enabled: bool, total: int, done: int):
-    return _RichBar(total, done) if enabled else _NoBar()

@@ -116,11 +116,12 @@ def _job(spec: Spec, cfg_dict: dict[str, Any], label: str, data: Any = None) -> 
 def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bool = False) -> dict[str, dict]:
     """Run ``(label, spec, TrainConfig)`` jobs, ``workers`` at a time (spawned processes, 1 torch thread each;
     in this process when ``workers == 1``). Returns ``{label: result}``."""
-    from sigprop.sweep import _bar, _executor, _init_worker  # noqa: F401
+    from sigprop.progress import bar as progress_bar
+    from sigprop.sweep import _executor
 
     results: dict[str, dict] = {}
     workers = max(1, min(int(workers), len(jobs)))
-    with _bar(progress, len(jobs), 0) as bar, _executor("local", workers, None, 1) as ex:
+    with progress_bar(progress, "runs", len(jobs)) as bar, _executor("local", workers, None, 1) as ex:
         futs = {ex.submit(_job, spec, dataclasses.asdict(cfg), label): label for label, spec, cfg in jobs}
         for f in cf.as_completed(list(futs)):
             results[futs[f]] = f.result()
