@@ -19,8 +19,10 @@ run did not diverge.
 **Agreement.** The theory's three labels are reduced to a binary prediction, *predicted trainable* ⇔ label
 ``"trainable"`` (rank collapse and entropy collapse both predict *not* trainable). The agreement fraction is
 the share of finished points where predicted trainable == measured trainable. ``sweep.json`` also holds the
-2×2 confusion counts and the mean gain per predicted region, which say more than one number when the
-regions are unbalanced.
+2×2 confusion counts, the mean gain per predicted region and a threshold-free score, ``auc`` (the
+probability that a predicted-trainable point ends with a larger gain than a predicted-collapse point,
+:func:`ranking_auc`), which say more than one number when the regions are unbalanced or the 0.3-nat cut
+falls between close gains.
 
 **Executors.** Points run through any ``concurrent.futures``-style executor (``submit`` → future):
 
@@ -192,6 +194,8 @@ class SweepResult:
                 "measured_trainable": f"gain >= threshold ({self.threshold} nats) and the run did not diverge",
                 "predicted_trainable": "theory label (sigprop.diagram, same spec and grid) == 'trainable'",
                 "agreement_fraction": "share of finished points with predicted_trainable == measured_trainable",
+                "auc": "P(gain of a predicted-trainable point > gain of a predicted-collapse point), ties 1/2, "
+                       "diverged = -inf: threshold-free",
             },
             "agreement": self.agreement,
             "ran": self.ran,
@@ -210,6 +214,7 @@ def agreement(points: Sequence[dict[str, Any]], threshold: float = DEFAULT_THRES
     """
     conf = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     by_region: dict[str, list[float]] = {}
+    ranked: list[tuple[bool, float]] = []
     n = agree_n = 0
     for p in points:
         loss, uni = p.get("final_test_loss"), p.get("unigram_loss")
@@ -226,6 +231,7 @@ def agreement(points: Sequence[dict[str, Any]], threshold: float = DEFAULT_THRES
         conf[("t" if meas == pred else "f") + ("p" if pred else "n")] += 1
         if gain is not None:
             by_region.setdefault(str(p.get("predicted")), []).append(gain)
+        ranked.append((pred, -math.inf if diverged or gain is None else gain))
     return {
         "fraction": agree_n / n if n else None,
         "n_points": n,
@@ -234,7 +240,29 @@ def agreement(points: Sequence[dict[str, Any]], threshold: float = DEFAULT_THRES
                       "predicted_not_but_trained": conf["fn"], "predicted_not_and_did_not": conf["tn"]},
         "mean_gain_by_predicted_region": {k: float(np.mean(v)) for k, v in sorted(by_region.items())},
         "threshold": threshold,
+        "auc": ranking_auc(ranked),
     }
+
+
+def ranking_auc(ranked: Sequence[tuple[bool, float]]) -> float | None:
+    """Threshold-free agreement: the probability that a random predicted-trainable point ended with a larger
+    gain than a random predicted-not-trainable one (ties count ½; a diverged run has gain −∞).
+
+    This is the area under the ROC curve of "gain" as a score for the theory's binary prediction, computed
+    as the Mann–Whitney U statistic / (n₁ n₀) (``scipy.stats.mannwhitneyu``). 1 = the theory's trainable
+    points all beat its collapse points; 0.5 = no better than chance; ``None`` if either class is empty.
+    """
+    from scipy.stats import mannwhitneyu
+
+    pos = [g for t, g in ranked if t]
+    neg = [g for t, g in ranked if not t]
+    if not pos or not neg:
+        return None
+    # mannwhitneyu ranks -inf correctly (finite stand-in keeps the U statistic exact and avoids inf warnings)
+    lo = min([g for _, g in ranked if math.isfinite(g)], default=0.0) - 1.0
+    fix = [lo if not math.isfinite(g) else g for g in pos], [lo if not math.isfinite(g) else g for g in neg]
+    u = mannwhitneyu(fix[0], fix[1], alternative="two-sided", method="asymptotic").statistic
+    return float(u) / (len(pos) * len(neg))
 
 
 def _read_point(path: Path, fingerprint: str) -> dict[str, Any] | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
@@ -112,6 +115,27 @@ def test_agreement_hand_built():
     assert [p.get("agree") for p in pts] == [True, False, True, False, False, True, None]
     assert pts[0]["gain"] == pytest.approx(0.5)
     assert sw.agreement(pts, threshold=0.05)["n_agree"] == 4  # gain 0.1 now counts as trained
+    # AUC by hand: trainable scores {.5, .1, -inf}, others {.05, 1.5, -inf}; wins counted pairwise (ties ½):
+    # .5 beats .05 and -inf (2); .1 beats .05 and -inf (2); -inf ties -inf (½)  →  4.5 / 9
+    assert a["auc"] == pytest.approx(4.5 / 9)
+
+
+def _auc_bruteforce(ranked):
+    pos = [g for t, g in ranked if t]
+    neg = [g for t, g in ranked if not t]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.one_of(st.floats(-3, 3), st.just(-math.inf),
+                                                    st.sampled_from([0.0, 0.5]))), min_size=2, max_size=30))
+def test_ranking_auc_matches_pairwise_count(ranked):
+    got = sw.ranking_auc(ranked)
+    if all(t for t, _ in ranked) or not any(t for t, _ in ranked):
+        assert got is None
+    else:
+        assert got == pytest.approx(_auc_bruteforce(ranked), abs=1e-12)
 
 
 def test_sweep_dask_local_cluster(tmp_path, cache, data):

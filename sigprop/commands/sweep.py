@@ -113,6 +113,10 @@ def sweep_cmd(
     frac = a["fraction"]
     typer.echo(f"agreement {('—' if frac is None else f'{frac:.2f}')} over {a['n_points']} points "
                f"(measured trainable ⇔ gain ≥ {res.threshold:g} nats and not diverged; predicted ⇔ 'trainable')")
+    auc = a.get("auc")
+    if auc is not None:
+        typer.echo(f"ranking AUC {auc:.2f} (chance a predicted-trainable point gained more than a predicted-collapse "
+                   "one; 1 = perfect, 0.5 = chance)")
     for f in res.failed:
         typer.echo(f"failed {f['key']}: {f['error']}", err=True)
     typer.echo(f"wrote {out / 'sweep.json'}" + (f" and {res.files['png']}" if "png" in res.files else ""))
