@@ -33,7 +33,8 @@ def test_registry_names_and_extensibility():
         return {"claims": []}
 
     try:
-        assert rp.reproduce("figtest", "/tmp/sigprop-figtest", seeds=2, progress=False) == {"claims": []}
+        got = rp.reproduce("figtest", "/tmp/sigprop-figtest", seeds=2, progress=False)
+        assert got["claims"] == [] and set(got) == {"claims", "wall_s"}  # reproduce() adds the wall time
         assert calls == [(False, 2)]
     finally:
         rp.REGISTRY.pop("figtest")
@@ -66,7 +67,9 @@ def test_fig4_centred_below_vanilla_theory_and_simulation(monkeypatch, tmp_path)
         assert c["held"], c
         assert c["measured_centred"] < c["measured_vanilla"] - 0.2
     assert (tmp_path / "fig4.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "fig4.json").read_text())["figure"] == "fig4"
+    saved = json.loads((tmp_path / "fig4.json").read_text())
+    assert saved["figure"] == "fig4"
+    assert 0 < saved["wall_s"] == out["wall_s"] < 600  # wall time recorded in the JSON written to disk
 
 
 def test_fig5_small_monte_carlo(monkeypatch, tmp_path):

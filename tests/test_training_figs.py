@@ -72,7 +72,42 @@ def test_learnability_cpu_default(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["fig3ab", "fig8", "fig1e", "fig6"])
 def test_training_figure_cpu_default(tmp_path, name):
+    """Each training figure at its CPU default (5–15 minutes each on 2 cores). Checked: the claims that held
+    when measured at this size (docs/training.md), so a regression in the trainer, the init or the theory
+    labels shows up here. The claims that did not hold at CPU scale (dynamic entropy collapse at T = 64) are
+    reported in the JSON, not asserted."""
     p = reproduce(name, tmp_path, progress=False)
     assert (tmp_path / f"{name}.png").exists() and p["claims"]
-    if name == "fig3ab":
-        assert p["claims"][0]["held"], p["claims"][0]  # step-0 entropy within 0.05 of the finite-T theory
+    assert p["wall_s"] > 0
+    claims = {c["claim"]: c for c in p["claims"]}
+
+    def claim(start):
+        return next(c for k, c in claims.items() if k.startswith(start))
+
+    if name in ("fig3ab", "fig8"):
+        c = claim("step-0 attention entropy")  # within 0.05 of the finite-T theory, at both learning rates
+        assert c["held"] and c["max_error"] <= 0.05, c
+        assert len(p["runs"]) == 7 and all(len(r["entropy"]) == len(r["test_loss"]) > 2 for r in p["runs"])
+    if name == "fig8":
+        assert len(p["lr5e4_runs"]) == 7  # the report carries both learning rates' curves
+    if name == "fig1e":
+        assert claim("the trainable (recommended) init reaches the lowest")["held"], p["claims"]
+        assert claim("the trainable init escapes")["held"], p["claims"]
+    if name == "fig6":
+        assert claim("theory: vanilla post-LN rank-collapses")["held"], p["claims"]
+        assert claim("centred (gain-controlled) attention trains to a lower")["held"], p["claims"]
+
+
+def test_fig8_tiny_reuses_fig3ab_and_needs_its_premises(tiny):
+    """fig8 takes the lr 5e-4 runs from fig3ab.json in the same folder, and its two comparative claims cannot
+    hold vacuously: with 2 training steps nothing collapses or learns, so both premises fail → held false."""
+    out = tiny / "out"
+    reproduce("fig3ab", out, progress=False)
+    p = reproduce("fig8", out, progress=False)
+    assert p["lr5e4_from_fig3ab_json"] is True and len(p["lr5e4_runs"]) == 2
+    assert p["settings"]["lr"] == pytest.approx(1e-4)
+    mit = next(c for c in p["claims"] if c["claim"].startswith("lower lr partially mitigates"))
+    pen = next(c for c in p["claims"] if c["claim"].startswith("lower lr shrinks"))
+    assert mit["premise_collapse_at_lr5e4"] is False and mit["held"] is False and mit["note"]
+    assert pen["premise_lr1e4_escaped"] is False and pen["held"] is False and pen["note"]
+    assert json.loads((out / "fig8.json").read_text())["wall_s"] == p["wall_s"] > 0

@@ -17,6 +17,7 @@ Add a figure with the :func:`register` decorator::
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,16 @@ def reproduce(name: str, out: str | Path = "sigprop-out", *, full: bool = False,
         raise ValueError(f"--seeds must be an integer in [1, 100]; got {seeds!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return REGISTRY[name](out, full, seeds, progress)
+    t0 = time.perf_counter()
+    payload = REGISTRY[name](out, full, seeds, progress)
+    # the figure's wall time on this machine goes into its JSON (the CPU defaults are sized for ≤ 15 min)
+    payload["wall_s"] = round(time.perf_counter() - t0, 2)
+    path = out / f"{name}.json"
+    if path.exists():
+        from sigprop.commands.common import dumps, write_atomic
+
+        write_atomic(path, dumps(payload))
+    return payload
 
 
 # ------------------------------------------------------------------------------------------ helpers
