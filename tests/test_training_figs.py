@@ -30,8 +30,8 @@ def tiny(monkeypatch, tmp_path):
 
 
 def _two_betas(fn):
-    def wrapped(lr, full, progress, betas=None):
-        return fn(lr, full, progress, betas=(0.5, 3.0))
+    def wrapped(lr, full, progress, betas=None, cache=None):
+        return fn(lr, full, progress, betas=(0.5, 3.0), cache=cache)
 
     return wrapped
 
@@ -111,3 +111,32 @@ def test_fig8_tiny_reuses_fig3ab_and_needs_its_premises(tiny):
     assert mit["premise_collapse_at_lr5e4"] is False and mit["held"] is False and mit["note"]
     assert pen["premise_lr1e4_escaped"] is False and pen["held"] is False and pen["note"]
     assert json.loads((out / "fig8.json").read_text())["wall_s"] == p["wall_s"] > 0
+
+
+def test_interrupted_figure_resumes_from_finished_runs(tiny, monkeypatch):
+    """Every finished run is kept in OUT/runs (atomically, fingerprinted): rerunning a figure retrains nothing
+    that finished and gives the same payload; a changed training setting is retrained."""
+    out = tiny / "out"
+    first = reproduce("fig3ab", out, progress=False)
+    files = sorted((out / "runs").rglob("*.json"))
+    assert len(files) == 2
+    calls = []
+    real_job = tr._job
+
+    def counting_job(*a, **k):
+        calls.append(a[2])
+        return real_job(*a, **k)
+
+    monkeypatch.setattr(tr, "_job", counting_job)
+    again = reproduce("fig3ab", out, progress=False)
+    assert calls == []  # both runs came from OUT/runs
+    assert again["runs"] == first["runs"] and again["claims"] == first["claims"]
+
+    # a run killed mid-way leaves no file (writes are atomic): delete one → only that one is retrained
+    files[0].unlink()
+    reproduce("fig3ab", out, progress=False)
+    assert len(calls) == 1
+    # a different setting (more steps) does not reuse the old files
+    monkeypatch.setitem(tr.SIZES["fig3"], "default", {**tr.SIZES["fig3"]["default"], "steps": 3})
+    reproduce("fig3ab", out, progress=False)
+    assert len(calls) == 3

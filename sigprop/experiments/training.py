@@ -3,7 +3,9 @@
 Importing this module registers ``fig1e``, ``fig3ab``, ``fig6``, ``fig8`` and ``training`` (all four) in
 :data:`sigprop.experiments.reproduce.REGISTRY`, so ``sigprop reproduce fig3ab`` works. Each figure writes
 ``NAME.png`` and ``NAME.json`` (settings, per-run results, and ``claims``: for each claim of the paper behind
-the figure, whether it held at this scale, with the numbers).
+the figure, whether it held at this scale, with the numbers). Each training run is also kept, as soon as it
+ends, in ``OUT/runs/`` (atomically, with a fingerprint of its settings): an interrupted figure resumes with
+only its unfinished runs when run again with the same ``--out``.
 
 **Scale.** The defaults are CPU sizes (each figure ≤ 15 minutes on 2 cores; runs share the cores, one
 torch thread each); ``full=True`` uses the paper's sizes (digest §8: width 480–720, T = 512, 30–60 layers,
@@ -113,16 +115,64 @@ def _job(spec: Spec, cfg_dict: dict[str, Any], label: str, data: Any = None) -> 
             "wall_s_to_escape": times.get(int(esc)) if esc is not None else None}
 
 
-def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bool = False) -> dict[str, dict]:
+def _run_file(cache: Path, label: str) -> Path:
+    return cache / (label.replace("/", "__").replace(" ", "_") + ".json")
+
+
+def _job_to_file(spec: Spec, cfg_dict: dict[str, Any], label: str, path: str | None, fingerprint: str) -> dict:
+    """Run :func:`_job` and, when ``path`` is given, write ``{fingerprint, result}`` there atomically; return the
+    JSON round-tripped result (so a fresh and a resumed figure see the same types)."""
+    import json
+
+    from sigprop.commands.common import dumps, write_atomic
+
+    text = dumps({"fingerprint": fingerprint, "label": label, "result": _job(spec, cfg_dict, label)})
+    if path is not None:
+        write_atomic(Path(path), text + "\n")
+    return json.loads(text)["result"]
+
+
+def _cached(path: Path, fingerprint: str) -> dict | None:
+    import json
+
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec.get("result") if rec.get("fingerprint") == fingerprint else None
+
+
+def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bool = False,
+               cache: Path | None = None) -> dict[str, dict]:
     """Run ``(label, spec, TrainConfig)`` jobs, ``workers`` at a time (spawned processes, 1 torch thread each;
-    in this process when ``workers == 1``). Returns ``{label: result}``."""
+    in this process when ``workers == 1``). Returns ``{label: result}``.
+
+    With ``cache`` (a folder), each finished run is written there atomically as soon as it ends, under a
+    fingerprint of its spec and training settings; a later call skips every run whose file matches. So an
+    interrupted figure (Ctrl-C, a killed job) resumes with only the unfinished runs, and a changed setting
+    retrains.
+    """
     from sigprop.progress import bar as progress_bar
-    from sigprop.sweep import _executor
+    from sigprop.sweep import _executor, _fingerprint
 
     results: dict[str, dict] = {}
-    workers = max(1, min(int(workers), len(jobs)))
-    with progress_bar(progress, "runs", len(jobs)) as bar, _executor("local", workers, None, 1) as ex:
-        futs = {ex.submit(_job, spec, dataclasses.asdict(cfg), label): label for label, spec, cfg in jobs}
+    todo = []
+    for label, spec, cfg in jobs:
+        cfg_dict = dataclasses.asdict(cfg)
+        fp = _fingerprint(spec, cfg_dict)
+        path = _run_file(cache, label) if cache is not None else None
+        hit = _cached(path, fp) if path is not None else None
+        if hit is not None:
+            results[label] = hit
+        else:
+            todo.append((label, spec, cfg_dict, None if path is None else str(path), fp))
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(int(workers), len(todo) or 1))
+    with progress_bar(progress, "runs", len(jobs), done=len(results)) as bar, \
+            _executor("local", workers, None, 1) as ex:
+        futs = {ex.submit(_job_to_file, spec, cfg_dict, label, path, fp): label
+                for label, spec, cfg_dict, path, fp in todo}
         for f in cf.as_completed(list(futs)):
             results[futs[f]] = f.result()
             bar.advance(futs[f])
@@ -135,13 +185,14 @@ def _final(r: dict) -> float:
 
 
 # ------------------------------------------------------------------------------------------ fig3ab / fig8
-def _fig3_runs(lr: float, full: bool, progress: bool, betas=FIG3_BETAS) -> tuple[dict, dict]:
+def _fig3_runs(lr: float, full: bool, progress: bool, betas=FIG3_BETAS, cache: Path | None = None) -> tuple[dict, dict]:
     sz = _size("fig3", full)
     spec0 = Spec(depth=1, width=sz["width"], seq_len=sz["seq_len"], heads=1, norm="post", alpha_sa=1.0,
                  alpha_mlp=1.0, sigma_w2=0.2, sigma_v2=0.2, sigma_b2=4e-4, rho0=0.03)
     cfg = _config(sz, lr=lr)
     jobs = [(f"beta={b:g}", spec0.replace(beta=float(b)), cfg) for b in betas]
-    return train_jobs(jobs, workers=sz["workers"], progress=progress), sz
+    cache = None if cache is None else Path(cache) / f"fig3_lr={lr:g}" / ("full" if full else "default")
+    return train_jobs(jobs, workers=sz["workers"], progress=progress, cache=cache), sz
 
 
 def _fig3_analyse(runs: dict, lr: float, sz: dict) -> dict:
@@ -234,7 +285,7 @@ def _fig3_payload(name: str, an: dict, sz: dict, full: bool, extra_claims=()) ->
 
 @register("fig3ab", help="1-layer MLM: attention entropy and test loss through training for 7 β (lr 5e-4)")
 def fig3ab(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    runs, sz = _fig3_runs(5e-4, full, progress)
+    runs, sz = _fig3_runs(5e-4, full, progress, cache=out / "runs")
     an = _fig3_analyse(runs, 5e-4, sz)
     fig = _fig3_plot([an], f"Fig 3a/b: 1-layer single-head post-LN MLM, d={sz['width']}, T={sz['seq_len']}, "
                            f"{sz['steps']} steps, batch {sz['batch_size']}, corpus {sz['corpus']}")
@@ -251,7 +302,7 @@ def fig8(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     import json
 
     sz = _size("fig3", full)
-    runs, _ = _fig3_runs(1e-4, full, progress)
+    runs, _ = _fig3_runs(1e-4, full, progress, cache=out / "runs")
     low = _fig3_analyse(runs, 1e-4, sz)
     prev = out / "fig3ab.json"
     high = None
@@ -265,7 +316,7 @@ def fig8(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
             high = None
     reused = high is not None
     if high is None:
-        runs_h, _ = _fig3_runs(5e-4, full, progress)
+        runs_h, _ = _fig3_runs(5e-4, full, progress, cache=out / "runs")
         high = _fig3_analyse(runs_h, 5e-4, sz)
 
     def large(an, key):
@@ -338,7 +389,7 @@ def fig1e(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         for s in range(S):
             jobs.append((f"{name}/seed={s}", spec0.replace(beta=pt[0], alpha_sa=pt[1]),
                          dataclasses.replace(cfg, seed=s)))
-    runs = train_jobs(jobs, workers=sz["workers"], progress=progress)
+    runs = train_jobs(jobs, workers=sz["workers"], progress=progress, cache=out / "runs" / "fig1e")
     per = {}
     for name, pt in inits.items():
         if pt is None:
@@ -410,7 +461,7 @@ def fig6(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     cfg = _config(sz)
     jobs = [(f"{att}/seed={s}", base.replace(attention=att), dataclasses.replace(cfg, seed=s))
             for att in ("softmax", "centred") for s in range(S)]
-    runs = train_jobs(jobs, workers=sz["workers"], progress=progress)
+    runs = train_jobs(jobs, workers=sz["workers"], progress=progress, cache=out / "runs" / "fig6")
     per = {}
     for att in ("softmax", "centred"):
         sp = base.replace(attention=att)
@@ -485,7 +536,7 @@ def learnability(out: Path | None = None, *, progress: bool = False, **overrides
     spec = spec0.replace(beta=round(rec.x, 2), alpha_sa=round(rec.y, 2))
     cfg = _config(sz)
     runs = train_jobs([("trainable", spec, cfg), ("frozen_uniform", spec, dataclasses.replace(cfg, freeze_uniform_attention=True))],
-                      workers=2, progress=progress)
+                      workers=2, progress=progress, cache=None if out is None else Path(out) / "runs" / "learnability")
     t, f = runs["trainable"], runs["frozen_uniform"]
     uni = t["summary"]["unigram_loss"]
     esc_s = t["wall_s_to_escape"]
