@@ -182,6 +182,7 @@ class SweepResult:
     skipped: int
     failed: list[dict[str, str]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    diagram_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +190,7 @@ class SweepResult:
             "grid": {"beta": self.betas.tolist(), "alpha_sa": self.alphas.tolist()},
             "spec": self.spec.to_dict(),
             "threshold": self.threshold,
+            "theory_rule": {**_diagram_defaults(), **self.diagram_kwargs},
             "definitions": {
                 "gain": "unigram_loss - final_test_loss (nats; > 0 means below the unigram plateau)",
                 "measured_trainable": f"gain >= threshold ({self.threshold} nats) and the run did not diverge",
@@ -204,6 +206,15 @@ class SweepResult:
             "points": self.points,
             "files": self.files,
         }
+
+
+def _diagram_defaults() -> dict[str, Any]:
+    """The keyword defaults of :func:`sigprop.diagram.diagram` (ε, entropy rule, finite T) used for the labels."""
+    import inspect
+
+    from sigprop.diagram import diagram
+
+    return {k: v.default for k, v in inspect.signature(diagram).parameters.items() if v.kind is v.KEYWORD_ONLY}
 
 
 def agreement(points: Sequence[dict[str, Any]], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
@@ -346,7 +357,7 @@ def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=No
             points.append(p)
         agr = agreement(points, threshold)
         res = SweepResult(spec, betas, alphas, points, agr, threshold, status, ran, skipped, failed,
-                          {"json": str(out / "sweep.json"), "points": str(out / "points")})
+                          {"json": str(out / "sweep.json"), "points": str(out / "points")}, dict(dk))
         if plot and any(p["finished"] for p in points):
             with contextlib.suppress(Exception):
                 plot_sweep(res, out / "sweep.png", diagram_kwargs=dk)
@@ -439,7 +450,8 @@ def plot_sweep(res: SweepResult, path: str | os.PathLike, *, diagram_kwargs: dic
     ax.set_xlabel(r"$\beta$")
     ax.set_ylabel(r"$\alpha_{SA}$")
     ax.set_title(f"{s.norm}-LN L={s.depth} d={s.width} T={s.seq_len}: agreement "
-                 + ("—" if agr is None else f"{agr:.2f}") + f" (threshold {res.threshold:g} nats)\n"
+                 + ("—" if agr is None else f"{agr:.2f}") + f" (threshold {res.threshold:g} nats)"
+                 + ("" if res.agreement.get("auc") is None else f", ranking AUC {res.agreement['auc']:.2f}") + "\n"
                  "lines: theory boundaries; ● agrees, ○ disagrees, ✕ diverged", fontsize=8)
     fig.tight_layout()
     savefig_atomic(fig, path, dpi=120)

@@ -71,6 +71,15 @@ def test_sweep_writes_points_and_rerun_skips(tmp_path, data, cache, monkeypatch)
     res2 = sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False)
     assert calls == [] and res2.ran == 0 and res2.skipped == 4
     assert [p["final_test_loss"] for p in res2.points] == [p["final_test_loss"] for p in res.points]
+    # another theory rule (ε) relabels the finished points without training them again
+    from sigprop.diagram import LABELS, diagram
+
+    res3 = sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False,
+                    diagram_kwargs={"eps": 0.9})
+    assert calls == [] and res3.skipped == 4 and res3.to_dict()["theory_rule"]["eps"] == 0.9
+    want = diagram(SPEC, ("beta", [0.5, 3.0]), ("alpha_sa", [0.5, 1.5]), eps=0.9).labels
+    assert [p["predicted"] for p in res3.points] == [LABELS[int(c)] for c in want.ravel()]
+    assert res2.to_dict()["theory_rule"]["eps"] == 0.01
     # a removed point is retrained alone; other settings retrain everything (stale files are replaced)
     (tmp_path / "points" / f"{sw.point_key(3.0, 1.5)}.json").unlink()
     sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False)
@@ -171,3 +180,7 @@ def test_sweep_cli(tmp_path, cache, data):
     assert d["ran"] == 2 and len(d["points"]) == 2 and "agreement" in d
     bad = CliRunner().invoke(app, ["sweep", "--beta-range", "3", "1", "2", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "lo < hi" in bad.output
+    bad_eps = CliRunner().invoke(app, ["sweep", "--eps", "2", "--depth", "1", "--width", "16", "-T", str(T),
+                                       "--steps", "2", "--n-stories", "80", "--out", str(tmp_path / "e")],
+                                 env={"SIGPROP_CACHE": cache})
+    assert bad_eps.exit_code == 2 and "eps" in bad_eps.output and "Traceback" not in bad_eps.output

@@ -41,6 +41,7 @@ def sweep_cmd(
     executor: Annotated[str, typer.Option("--executor", help="local (process pool) or dask (existing cluster)", rich_help_panel=S)] = "local",
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786", rich_help_panel=S)] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="local worker processes (default: all cores; torch threads = cores/workers)", rich_help_panel=S)] = None,
+    eps: Annotated[float, typer.Option("--eps", help="theory labels: rank collapse if ρ_L ≥ 1 − eps (as in `sigprop diagram`); a finished folder is relabelled without retraining", rich_help_panel=S)] = 0.01,
     threshold: Annotated[float, typer.Option("--threshold", help="measured trainable ⇔ gain below unigram ≥ this (nats) and not diverged", rich_help_panel=S)] = 0.3,
     corpus: Annotated[str, typer.Option("--corpus", help="synthetic | fortunes | PATH | hf:NAME[:CONFIG]", rich_help_panel=R)] = "synthetic",
     steps: Annotated[int, typer.Option("--steps", help="optimiser steps per point", rich_help_panel=R)] = 500,
@@ -87,7 +88,7 @@ def sweep_cmd(
             raise typer.Exit(2) from None
     try:
         res = sweep(spec, betas, alphas, config, out, executor=executor, workers=workers, scheduler=scheduler,
-                    threshold=threshold, progress=progress and fmt == Format.text)
+                    threshold=threshold, progress=progress and fmt == Format.text, diagram_kwargs={"eps": eps})
     except KeyboardInterrupt:
         typer.echo(f"interrupted: finished points are kept in {out / 'points'}; rerun the same command to "
                    "train the rest", err=True)
