@@ -269,7 +269,7 @@ def ranking_auc(ranked: Sequence[tuple[bool, float]]) -> float | None:
     neg = [g for t, g in ranked if not t]
     if not pos or not neg:
         return None
-    # mannwhitneyu ranks -inf correctly (finite stand-in keeps the U statistic exact and avoids inf warnings)
+    # a finite stand-in below every finite gain keeps the ranks, hence U, exact (and avoids inf arithmetic)
     lo = min([g for _, g in ranked if math.isfinite(g)], default=0.0) - 1.0
     fix = [lo if not math.isfinite(g) else g for g in pos], [lo if not math.isfinite(g) else g for g in neg]
     u = mannwhitneyu(fix[0], fix[1], alternative="two-sided", method="asymptotic").statistic

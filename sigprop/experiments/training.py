@@ -132,16 +132,6 @@ def _job_to_file(spec: Spec, cfg_dict: dict[str, Any], label: str, path: str | N
     return json.loads(text)["result"]
 
 
-def _cached(path: Path, fingerprint: str) -> dict | None:
-    import json
-
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return rec.get("result") if rec.get("fingerprint") == fingerprint else None
-
-
 def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bool = False,
                cache: Path | None = None) -> dict[str, dict]:
     """Run ``(label, spec, TrainConfig)`` jobs, ``workers`` at a time (spawned processes, 1 torch thread each;
@@ -153,7 +143,7 @@ def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bo
     retrains.
     """
     from sigprop.progress import bar as progress_bar
-    from sigprop.sweep import _executor, _fingerprint
+    from sigprop.sweep import _executor, _fingerprint, _read_point
 
     results: dict[str, dict] = {}
     todo = []
@@ -161,9 +151,9 @@ def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bo
         cfg_dict = dataclasses.asdict(cfg)
         fp = _fingerprint(spec, cfg_dict)
         path = _run_file(cache, label) if cache is not None else None
-        hit = _cached(path, fp) if path is not None else None
+        hit = _read_point(path, fp) if path is not None else None  # None when missing, unreadable or stale
         if hit is not None:
-            results[label] = hit
+            results[label] = hit["result"]
         else:
             todo.append((label, spec, cfg_dict, None if path is None else str(path), fp))
     if cache is not None:
