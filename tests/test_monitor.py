@@ -93,3 +93,31 @@ def test_is_a_huggingface_trainer_callback_on_an_hf_model():
     rec = mon.last
     assert rec["step"] == 3 and len(rec["cosine"]) == 2 and len(rec["attn_entropy_norm"]) == 2
     assert all(e is not None and 0 < e <= 1 for e in rec["attn_entropy_norm"])
+
+
+def test_attaches_to_a_real_huggingface_trainer(tmp_path):
+    """End to end: ``transformers.Trainer(callbacks=[CollapseMonitor(...)])`` on a tiny BertForMaskedLM records
+    per-layer cosine and entropy at the steps it was asked to, while the Trainer trains as usual."""
+    pytest.importorskip("accelerate")
+    from transformers import BertConfig, BertForMaskedLM, Trainer, TrainingArguments
+
+    conf = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=T, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = BertForMaskedLM(conf)
+    ids = torch.randint(0, 40, (16, T), generator=torch.Generator().manual_seed(1))
+    rows = [{"input_ids": r, "labels": r.clone()} for r in ids]
+    mon = CollapseMonitor({"input_ids": _ids()}, every=2)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4,
+                             learning_rate=1e-3, report_to=[], use_cpu=True, save_strategy="no",
+                             logging_strategy="no", disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[mon])
+    before = [p.detach().clone() for p in model.parameters()]
+    out = trainer.train()
+    assert out.global_step == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # it trained
+    assert [h["step"] for h in mon.history] == [2, 4]
+    for h in mon.history:
+        assert len(h["cosine"]) == 2 and all(-1 <= c <= 1 for c in h["cosine"])
+        assert all(0 < e <= 1 for e in h["attn_entropy_norm"])
+    assert model.training  # the monitor's probe restores train mode
