@@ -91,8 +91,15 @@ def test_training_figure_cpu_default(tmp_path, name):
                 assert c["held"] and c["max_error"] <= 0.05, c
         for by in p["by_lr"].values():  # entropy and test-loss curves through training at every lr
             assert len(by["runs"]) == 7 and all(len(r["entropy"]) == len(r["test_loss"]) > 2 for r in by["runs"])
+    if name == "fig3ab":
+        # at lr 3e-3 the CPU-size model shows the paper's phenomenon (measured: β ≥ 3 entropy 0.094 and 0.049 at
+        # the end, loss gap 0.75 nats); at 5e-4 it does not, and that is reported, not asserted
+        assert claim("[lr 0.003] large β (≥ 3): attention entropy collapses")["held"], p["claims"]
+        assert claim("[lr 0.003] large β learns worse")["held"], p["claims"]
     if name == "fig8":
         assert {"0.0005", "0.0001"} <= set(p["by_lr"])  # the two learning rates
+        pair = [c for c in p["claims"] if c.get("lr_high") == 3e-3 and c.get("lr_low") == 5e-4]
+        assert len(pair) == 2 and all(c["held"] for c in pair), pair  # 3e-3 → 5e-4 mitigates (premises met)
     if name == "fig1e":
         assert claim("the trainable (recommended) init reaches the lowest")["held"], p["claims"]
         assert claim("the trainable init escapes")["held"], p["claims"]
