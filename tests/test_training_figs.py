@@ -31,8 +31,8 @@ def tiny(monkeypatch, tmp_path):
 
 
 def _two_betas(fn):
-    def wrapped(lr, full, progress, betas=None, cache=None):
-        return fn(lr, full, progress, betas=(0.5, 3.0), cache=cache)
+    def wrapped(lrs, full, progress, betas=None, cache=None):
+        return fn(lrs, full, progress, betas=(0.5, 3.0), cache=cache)
 
     return wrapped
 

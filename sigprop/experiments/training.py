@@ -180,14 +180,18 @@ def _final(r: dict) -> float:
 
 
 # ------------------------------------------------------------------------------------------ fig3ab / fig8
-def _fig3_runs(lr: float, full: bool, progress: bool, betas=FIG3_BETAS, cache: Path | None = None) -> tuple[dict, dict]:
+def _fig3_runs(lrs, full: bool, progress: bool, betas=FIG3_BETAS,
+               cache: Path | None = None) -> tuple[dict[float, dict], dict]:
+    """Train the Fig 3 runs (7 β) at every learning rate in ``lrs`` in one pool (no worker idles between
+    learning rates); returns ``({lr: {label: result}}, sizes)``."""
     sz = _size("fig3", full)
     spec0 = Spec(depth=1, width=sz["width"], seq_len=sz["seq_len"], heads=1, norm="post", alpha_sa=1.0,
                  alpha_mlp=1.0, sigma_w2=0.2, sigma_v2=0.2, sigma_b2=4e-4, rho0=0.03)
-    cfg = _config(sz, lr=lr)
-    jobs = [(f"beta={b:g}", spec0.replace(beta=float(b)), cfg) for b in betas]
-    cache = None if cache is None else Path(cache) / f"fig3_lr={lr:g}" / ("full" if full else "default")
-    return train_jobs(jobs, workers=sz["workers"], progress=progress, cache=cache), sz
+    lrs = [float(lr) for lr in lrs]
+    jobs = [(f"lr={lr:g}/beta={b:g}", spec0.replace(beta=float(b)), _config(sz, lr=lr)) for lr in lrs for b in betas]
+    cache = None if cache is None else Path(cache) / "fig3" / ("full" if full else "default")
+    runs = train_jobs(jobs, workers=sz["workers"], progress=progress, cache=cache)
+    return {lr: {k: r for k, r in runs.items() if k.startswith(f"lr={lr:g}/")} for lr in lrs}, sz
 
 
 def _fig3_analyse(runs: dict, lr: float, sz: dict) -> dict:
@@ -280,12 +284,8 @@ def _fig3_payload(name: str, an: dict, sz: dict, full: bool, extra_claims=()) ->
 
 def _fig3_by_lr(lrs, full: bool, progress: bool, out: Path) -> tuple[dict[float, dict], dict]:
     """Analyses of the Fig 3 runs at each learning rate (runs cached in ``out/runs``, shared by fig3ab/fig8)."""
-    ans = {}
-    sz = _size("fig3", full)
-    for lr in lrs:
-        runs, sz = _fig3_runs(float(lr), full, progress, cache=out / "runs")
-        ans[float(lr)] = _fig3_analyse(runs, float(lr), sz)
-    return ans, sz
+    runs, sz = _fig3_runs(lrs, full, progress, cache=out / "runs")
+    return {lr: _fig3_analyse(r, lr, sz) for lr, r in runs.items()}, sz
 
 
 def _tagged(claims: list[dict], lr: float) -> list[dict]:
