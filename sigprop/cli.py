@@ -7,7 +7,11 @@ exit code 2 with one clear line (never a traceback).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
+from importlib import metadata as _metadata
+from pathlib import Path
 
 import click
 import typer
@@ -43,22 +47,71 @@ for _name in MODULES:
     _mod.register(app)
 
 
-class UsageFailure(Exception):
-    """Raised by commands for bad arguments: printed as one line, exit code 2."""
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sigprop {_pkg_version()}")
+        raise typer.Exit()
 
 
-def fail(message: str) -> None:
-    """Print ``error: message`` to stderr and exit with code 2."""
-    raise UsageFailure(message)
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="print the version and exit", callback=_version,
+                                 is_eager=True),
+) -> None:
+    """App-level options only (the help shown is the Typer app's)."""
+
+
+def _pkg_version() -> str:
+    try:
+        return _metadata.version("sigprop")
+    except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+_EXCLUSIVE = (("--qk-std", "--beta"),)  # option pairs that set the same quantity
+
+
+def _out_dirs(args: list[str]) -> list[str]:
+    """The values given to ``--out`` (``--out X`` or ``--out=X``) anywhere in the arguments."""
+    found = []
+    for i, a in enumerate(args):
+        if a == "--out" and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif a.startswith("--out="):
+            found.append(a.split("=", 1)[1])
+    return found
+
+
+def check_out_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create the output folder ``path`` if needed and check it is writable, before any work starts.
+
+    Raises ``ValueError`` naming ``option`` when the path is a file, cannot be created or is read-only.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{option} must be a folder; {str(p)!r} is a file")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".sigprop-write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option} {str(p)!r} is not a writable folder ({exc.strerror or exc})") from None
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app in non-standalone mode so every error becomes one line and exit 2."""
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if "--help" not in args and "-h" not in args:
+            given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+            for a, b in _EXCLUSIVE:
+                if a in given and b in given:
+                    raise ValueError(f"give either {a} or {b}, not both ({a} is converted to {b})")
+            for out in _out_dirs(args):  # every command checks its output folder before any work
+                check_out_dir(out)
         rv = app(args=args, standalone_mode=False, prog_name="sigprop")
-    except _NO_ARGS as exc:
-        click.echo(exc.ctx.get_help() if getattr(exc, "ctx", None) else str(exc))
+    except _NO_ARGS:  # typer has already printed the help once
         return 0
     except _EXIT as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
@@ -68,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except _CLICK_ERR as exc:  # bad option, missing argument, ...
         click.echo(f"error: {exc.format_message()}".replace("\n", " "), err=True)
         return 2
-    except (UsageFailure, ValueError) as exc:
+    except ValueError as exc:
         click.echo(f"error: {exc}".replace("\n", " "), err=True)
+        return 2
+    except OSError as exc:  # e.g. the disk filled up or a file vanished mid-run: one line, no traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {exc.strerror or exc}{where}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("interrupted (partial results, if any, were written atomically; rerun to resume)", err=True)

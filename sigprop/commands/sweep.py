@@ -22,6 +22,7 @@ from sigprop.commands.common import (
     Rho0,
     SeqLen,
     SigmaB2,
+    SigmaBV2,
     SigmaV2,
     SigmaW2,
     build_spec,
@@ -55,7 +56,7 @@ def sweep_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar over points (stderr)", rich_help_panel=R)] = True,
     depth: Depth = 2, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
     activation: Activation = "relu", alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2,
-    sigma_b2: SigmaB2 = 4e-4, seq_len: SeqLen = 64, rho0: Rho0 = 0.03, causal: Causal = False,
+    sigma_b2: SigmaB2 = 4e-4, sigma_bv2: SigmaBV2 = None, seq_len: SeqLen = 64, rho0: Rho0 = 0.03, causal: Causal = False,
     width: Annotated[int, typer.Option("--width", "-d", help="model width d", rich_help_panel=G)] = 128,
     heads: Annotated[int, typer.Option("--heads", help="attention heads", rich_help_panel=G)] = 1,
     fmt: FormatO = Format.text,
@@ -70,7 +71,7 @@ def sweep_cmd(
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be ≥ 1; got {workers}")
         spec = build_spec(depth=depth, norm=norm, attention=attention, activation=activation, beta=1.0, qk_std=None,
-                          alpha_sa=1.0, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2, sigma_v2=sigma_v2, sigma_b2=sigma_b2,
+                          alpha_sa=1.0, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2, sigma_v2=sigma_v2, sigma_b2=sigma_b2, sigma_bv2=sigma_bv2,
                           seq_len=seq_len, rho0=rho0, causal=causal, width=width, heads=heads)
         config = TrainConfig(corpus=corpus, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
                              vocab_size=vocab_size, eval_rows=eval_rows, n_stories=n_stories, device=device)

@@ -30,6 +30,7 @@ from sigprop.commands.common import (
     Rho0,
     SeqLen,
     SigmaB2,
+    SigmaBV2,
     SigmaV2,
     SigmaW2,
     build_spec,
@@ -66,7 +67,7 @@ def train_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar on stderr", rich_help_panel=R)] = True,
     depth: Depth = 2, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
     activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
-    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4,
+    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4, sigma_bv2: SigmaBV2 = None,
     seq_len: SeqLen = 64, rho0: Rho0 = 0.03, causal: Causal = False,
     width: Annotated[int, typer.Option("--width", "-d", help="model width d", rich_help_panel=G)] = 128,
     heads: Annotated[int, typer.Option("--heads", help="attention heads", rich_help_panel=G)] = 1,
@@ -78,7 +79,8 @@ def train_cmd(
 
     spec = build_spec(depth=depth, norm=norm, attention=attention, activation=activation, beta=beta, qk_std=qk_std,
                       alpha_sa=alpha_sa, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2, sigma_v2=sigma_v2,
-                      sigma_b2=sigma_b2, seq_len=seq_len, rho0=rho0, causal=causal, width=width, heads=heads)
+                      sigma_b2=sigma_b2, sigma_bv2=sigma_bv2, seq_len=seq_len, rho0=rho0, causal=causal, width=width,
+                      heads=heads)
     if mlp_ratio != 1.0:
         spec = spec.replace(mlp_ratio=mlp_ratio)
     config = TrainConfig(

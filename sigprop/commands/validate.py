@@ -26,6 +26,7 @@ from sigprop.commands.common import (
     Rho0,
     SeqLen,
     SigmaB2,
+    SigmaBV2,
     SigmaV2,
     SigmaW2,
     build_spec,
@@ -39,7 +40,7 @@ def validate_cmd(
     out: Annotated[Path, typer.Option("--out", help="output folder for validation.json and validation.png")] = Path("sigprop-out"),
     depth: Depth = 12, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
     activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
-    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4,
+    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4, sigma_bv2: SigmaBV2 = None,
     seq_len: SeqLen = 256, rho0: Rho0 = 0.2, causal: Causal = False,
     width: Annotated[int, typer.Option("--width", "-d", help="model width d of the torch twins")] = 256,
     heads: Annotated[int, typer.Option("--heads", help="attention heads (divides d)")] = 1,
@@ -60,6 +61,9 @@ def validate_cmd(
     if not 1 <= batch <= 1024:
         raise ValueError(f"--batch must be in [1, 1024]; got {batch}")
     spec = build_spec(**locals())
+    if fmt != Format.json:  # validate's defaults are smaller than diagram's (T=512, ρ₀=0.03): say which ones ran
+        console.print(f"settings: T={spec.seq_len}, ρ₀={spec.rho0:g}, d={width}, L={spec.depth}, {seeds} seeds "
+                      "(validate's defaults T=256, ρ₀=0.2 keep the torch twins fast; diagram's are T=512, ρ₀=0.03)")
     rep = validate(spec, seeds=seeds, batch=batch, last_k=last_k, progress=fmt != Format.json)
     out.mkdir(parents=True, exist_ok=True)
     rep.write_json(out / "validation.json")

@@ -619,17 +619,10 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
 
 # --------------------------------------------------------------------------------------------- fig3c
 def _fig3c(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    """Gradient ‖∂L/∂W_Q‖ vs β (sigprop.experiments.gradients.reproduce_fig3c)."""
-    import importlib
+    """Gradient ‖∂L/∂W_Q‖ vs β (:func:`sigprop.experiments.fig3c.reproduce_fig3c`)."""
+    from sigprop.experiments.fig3c import reproduce_fig3c
 
-    try:
-        mod = importlib.import_module("sigprop.experiments.gradients")
-    except ImportError as exc:
-        raise ValueError(f"fig3c is unavailable: sigprop.experiments.gradients cannot be imported ({exc})") from None
-    fn = getattr(mod, "reproduce_fig3c", None)
-    if fn is None:
-        raise ValueError("fig3c is unavailable: sigprop.experiments.gradients has no reproduce_fig3c yet")
-    return fn(out, full=full, progress=progress)
+    return reproduce_fig3c(out, full=full, progress=progress)
 
 
 register("fig3c", help="‖∂L/∂W_Q‖ vs β and its (T, d) collapse (gradients module)")(_fig3c)
