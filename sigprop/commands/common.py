@@ -43,7 +43,8 @@ AlphaSA = Annotated[float, typer.Option("--alpha-sa", help="α_SA, skip strength
 AlphaMLP = Annotated[float, typer.Option("--alpha-mlp", help="α_MLP, skip strength around the MLP", rich_help_panel=G)]
 SigmaW2 = Annotated[float, typer.Option("--sigma-w2", help="σ_w²: MLP weights ~ N(0, σ_w²/fan_in)", rich_help_panel=G)]
 SigmaV2 = Annotated[float, typer.Option("--sigma-v2", help="σ_v²: W_V ~ N(0, σ_v²/d)", rich_help_panel=G)]
-SigmaB2 = Annotated[float, typer.Option("--sigma-b2", help="σ_b²: bias variance", rich_help_panel=G)]
+SigmaB2 = Annotated[float, typer.Option("--sigma-b2", help="σ_b²: bias variance (MLP; value too unless --sigma-bv2)", rich_help_panel=G)]
+SigmaBV2 = Annotated[float | None, typer.Option("--sigma-bv2", help="σ_bv²: value-bias variance (default: σ_b²; 0 = the paper's no-value-bias model, Fig 4)", rich_help_panel=G)]
 SeqLen = Annotated[int, typer.Option("--seq-len", "-T", help="T: sequence length (keys per row; ln T in the init)", rich_help_panel=G)]
 Rho0 = Annotated[float, typer.Option("--rho0", help="ρ₀: mean cosine of the tokens entering block 1", rich_help_panel=G)]
 Causal = Annotated[bool, typer.Option("--causal", help="decoder: row t sees t keys", rich_help_panel=G)]
@@ -54,13 +55,14 @@ FormatO = Annotated[Format, typer.Option("--format", help="text (tables) or json
 def build_spec(*, depth: int, norm: Norm | str, attention: Attention | str, activation: str, beta: float,
                qk_std: float | None, alpha_sa: float, alpha_mlp: float, sigma_w2: float, sigma_v2: float,
                sigma_b2: float, seq_len: int, rho0: float, causal: bool, width: int = 512, heads: int = 1,
-               **_: Any) -> Spec:
-    """A scalar :class:`Spec` from CLI options (``--qk-std`` overrides ``--beta``)."""
+               sigma_bv2: float | None = None, **_: Any) -> Spec:
+    """A scalar :class:`Spec` from CLI options (``--qk-std`` is converted to β; giving it together with
+    ``--beta`` is refused by :func:`sigprop.cli.main`)."""
     if qk_std is not None:
         beta = beta_from_std(qk_std, width=width, seq_len=seq_len)
     return Spec(depth=depth, norm=getattr(norm, "value", norm), attention=getattr(attention, "value", attention),
                 activation=activation, beta=beta, alpha_sa=alpha_sa, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2,
-                sigma_v2=sigma_v2, sigma_b2=sigma_b2, seq_len=seq_len, rho0=rho0, causal=causal, width=width,
+                sigma_v2=sigma_v2, sigma_b2=sigma_b2, sigma_bv2=sigma_bv2, seq_len=seq_len, rho0=rho0, causal=causal, width=width,
                 heads=heads)
 
 
