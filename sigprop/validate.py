@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from sigprop.progress import bar
 from sigprop.spec import Spec
 
 __all__ = ["QUANTITIES", "PointReport", "ValidationReport", "gaussian_tokens", "measure_seeds", "validate"]
@@ -86,8 +87,8 @@ def measure_seeds(spec: Spec, *, seeds: int = 3, batch: int = 1, rho0: float | N
         for k in MEASURED_KEYS:
             out[k][s] = np.asarray(m[k], dtype=float)
         del model
-        if progress is not None and task is not None:
-            progress.advance(task)
+        if progress is not None:  # sigprop.progress bar, or a rich Progress with its task
+            progress.advance(task) if task is not None else progress.advance(f"seed {s + 1}/{seeds}")
     return out
 
 
@@ -206,6 +207,15 @@ class ValidationReport:
         """PNG: four panels (ρ, q, Y², entropy/ln T) — finite-T theory solid, T = ∞ dashed, measured ± std."""
         from sigprop.plot import _plt, savefig_atomic
 
+        fig = self.figure()
+        out = savefig_atomic(fig, path, dpi=dpi)
+        _plt().close(fig)
+        return out
+
+    def figure(self):
+        """The matplotlib figure of :meth:`plot` (no offset axes: a flat q ≈ 1 reads as 1, not 1e-6 + 1)."""
+        from sigprop.plot import _plt
+
         plt = _plt()
         fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -224,6 +234,8 @@ class ValidationReport:
                 if name == "rho":
                     ax.plot(L, pt.measured_mean["cosine"], "x", ms=4, color=c)
             ax.set_xlabel(r"layer $\ell$")
+            ax.ticklabel_format(axis="y", useOffset=False)
+            _min_span(ax)
             ax.set_title(labels[name], fontsize=9)
             ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7)
@@ -231,9 +243,16 @@ class ValidationReport:
         fig.suptitle(f"validation: {s.norm}-LN {s.attention}, d={s.width}, T={s.seq_len}, L={s.depth}, "
                      f"{self.points[0].seeds} seeds", fontsize=10)
         fig.tight_layout()
-        out = savefig_atomic(fig, path, dpi=dpi)
-        plt.close(fig)
-        return out
+        return fig
+
+
+def _min_span(ax, rel: float = 0.02) -> None:
+    """Widen a y axis whose data span is below ``rel`` of its level, so agreement does not look like noise."""
+    lo, hi = ax.get_ylim()
+    mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    want = rel * max(abs(mid), 1e-12)
+    if half < want:
+        ax.set_ylim(mid - want, mid + want)
 
 
 def _point_label(spec: Spec) -> str:
@@ -307,14 +326,12 @@ def validate(spec_or_grid: Spec | Sequence[Spec], *, width: int | None = None, h
         raise ValueError(f"width must be an integer ≥ 2; got {width!r}")
     points = _as_points(spec_or_grid, width, heads)
     work = sum(seeds for _ in points)
-    prog = _progress(progress)
     reports = []
-    with prog:
-        task = prog.add_task("validating", total=work) if prog is not None else None
+    with bar(progress, "validating (twins × seeds)", work) as prog:
         for spec in points:
             rho_in = float(spec.rho0) if rho0 is None else float(rho0)
             meas = measure_seeds(spec, seeds=seeds, batch=batch, rho0=rho_in, last_k=last_k,
-                                 progress=prog if prog is not None and prog.enabled else None, task=task)
+                                 progress=prog)
             mean = {k: _nanmean(v) for k, v in meas.items()}
             std = {k: (_nanstd(v) if seeds > 1 else np.zeros(v.shape[1])) for k, v in meas.items()}
             reports.append(PointReport(spec=spec, theory_finite=_theory(spec, True, rho_in),

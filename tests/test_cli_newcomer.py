@@ -111,3 +111,31 @@ def test_reproduce_fig3c_from_python(tmp_path, monkeypatch):
     # the theory says the β=2 gradient exceeds the β=0.5 one (Result 2); the measurement agrees in sign
     s = sorted((r["beta"], r["grad_wq2"]) for r in payload["summary"] if r["layer"] == 1)
     assert s[-1][1] > s[0][1]
+
+
+def test_gradients_y_label_says_what_is_plotted(capsys, tmp_path):
+    rc, out, err = run(capsys, "gradients", "--beta-range", "0.5", "2", "3", "--seq-len", "64", "--width", "16",
+                       "--out", str(tmp_path), "--format", "json")
+    assert rc == 0, err
+    label = json.loads(out)["y_label"]
+    assert "d/T" in label and "measured" not in label
+    from sigprop.experiments.fig3c import y_label
+
+    assert y_label(True) != label and "measured" in y_label(True)
+
+
+def test_validate_progress_and_plain_q_axis(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from sigprop.spec import Spec
+    from sigprop.validate import validate
+
+    spec = Spec(depth=2, beta=0.5, seq_len=16, width=16, rho0=0.2)
+    rep = validate(spec, seeds=2, progress=True)
+    err = capsys.readouterr().err
+    assert "validating" in err and "2/2" in err  # the one progress bar, left on screen when done
+    fig = rep.figure()
+    for ax in fig.axes:
+        ax.figure.canvas.draw()
+        assert ax.yaxis.get_major_formatter().get_offset() == ""
+        lo, hi = ax.get_ylim()
+        assert hi - lo > 0.01 * max(abs(lo + hi) / 2, 1e-12)

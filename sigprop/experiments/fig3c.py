@@ -135,6 +135,7 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
         payload["ratio_measured_over_predicted_beta_ge_1.5"] = (
             {"min": float(np.min(ratios)), "max": float(np.max(ratios)), "mean": float(np.mean(ratios))} if ratios else None)
     payload["theory_collapse"] = _theory_collapse(payload["theory"])
+    payload["y_label"] = y_label(measure)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "gradients.json", dumps(payload))
@@ -148,6 +149,18 @@ def _theory_collapse(curves: list[dict[str, Any]], beta_min: float = 1.0) -> dic
         for b, v in zip(np.asarray(c["beta"]), np.asarray(c["scaled_finite"]), strict=True):
             rows.append({"beta": float(b), "scaled": float(v)})
     return collapse_stats(rows, "scaled", beta_min)
+
+
+def y_label(measured: bool) -> str:
+    """What the gradient figure's y axis shows: the scaled gradient, and which Σ_t|δ_t|² it assumes.
+
+    Without measurements the theory curves assume the normalisation Σ_t|δ_t|² = d/T; measured points carry
+    the real loss's δ (for the MLM-like loss some 10⁴ times smaller), so the two are different quantities.
+    """
+    base = r"$\|\partial L/\partial W_Q\|^2\, T\, d^{-2} (\ln T)^{-1/2}$"
+    if measured:
+        return base + "\nmeasured (points) and theory given the measured $\\sum_t|\\delta_t|^2$ (lines)"
+    return base + "\ntheory with $\\sum_t|\\delta_t|^2 = d/T$"
 
 
 def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None:
@@ -177,7 +190,7 @@ def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None
         ax.plot(c0["beta"], c0["scaled_asymptotic"], "k--", lw=1.2, label="T→∞ theory ∝ (1−β_c/β)₊")
     ax.set_yscale("log")
     ax.set_xlabel(r"$\beta$")
-    ax.set_ylabel(r"$\|\partial L/\partial W_Q\|^2\; T\, d^{-2} (\ln T)^{-1/2}$")
+    ax.set_ylabel(y_label(measured), fontsize=8)
     note = ("lines: theory given measured Σ|δ|² (solid d→∞, dotted finite-d)" if measured
             else "solid: finite-T, dotted: finite-d Gram correction")
     ax.set_title(title or f"W_Q gradient at init (Result 2)\n{note}", fontsize=9)
