@@ -79,7 +79,8 @@ def main() -> None:
         spec = Spec(depth=L, activation=act, rho0=0.03)
         for finite in (False, True):
             diagram(spec, ("beta", betas), ("alpha_sa", alphas), finite_T=finite)  # warm caches/tables
-            t = best_of(lambda: diagram(spec, ("beta", betas), ("alpha_sa", alphas), finite_T=finite))
+            t = best_of(lambda spec=spec, finite=finite: diagram(spec, ("beta", betas), ("alpha_sa", alphas),
+                                                                 finite_T=finite))
             rows.append((f"{n}x{n} diagram, L={L}, {act}, {'finite T' if finite else 'T->inf'}", t))
 
     # per-point Python loop (ReLU, asymptotic), on a random sample of grid points, scaled to n*n

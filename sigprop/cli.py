@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 import typer
 
+from sigprop.commands import MODULES
+
 try:  # typer ≥ 0.2x vendors click; older typer re-uses the click package
     from typer._click import exceptions as _tce  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the typer version
@@ -26,7 +28,6 @@ _EXIT = tuple({click.exceptions.Exit, typer.Exit})
 _ABORT = tuple({click.exceptions.Abort, typer.Abort})
 _CLICK_ERR = tuple({click.ClickException, _tce.ClickException})
 
-from sigprop.commands import MODULES
 
 app = typer.Typer(
     name="sigprop",

@@ -1,4 +1,4 @@
-"""Trainability diagrams (digest §5, Fig 1c): where an initialisation rank-collapses, entropy-collapses,
+"""Trainability diagrams (arXiv 2505.24333 §5, Fig 1c): where an initialisation rank-collapses, entropy-collapses,
 or trains.
 
 The whole diagram is **one** propagation of a grid :class:`~sigprop.spec.Spec` (two fields given as
@@ -6,7 +6,7 @@ broadcasting arrays), then a classification of every point:
 
 1. **rank collapse** if the final cosine similarity ρ_L ≥ 1 − ε (``eps``);
 2. otherwise **entropy collapse** if the attention is in its condensed phase (β > β_c(ρ_{ℓ−1})) at
-   the layers named by ``entropy_rule``: ``"any"`` layer (default, the digest's rule), the ``"first"``
+   the layers named by ``entropy_rule``: ``"any"`` layer (default), the ``"first"``
    layer, or at least a ``fraction`` of the layers;
 3. otherwise **trainable**.
 
@@ -16,6 +16,8 @@ propagated with finite-T statistics, which moves the rank-collapse boundary.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,14 @@ from sigprop.theory.propagate import propagate
 TRAINABLE, RANK, ENTROPY = 0, 1, 2
 LABELS = {TRAINABLE: "trainable", RANK: "rank_collapse", ENTROPY: "entropy_collapse"}
 ENTROPY_RULES = ("any", "first", "fraction")
+
+#: A point with ρ_L ≥ 1 − ε − RHO_MARGIN (but below 1 − ε) is reported as *near rank collapse*.
+RHO_MARGIN = 0.05
+#: A point with β ≥ (1 − BETA_MARGIN) · β_c (β_c the smallest critical β over the layers, which
+#: condensation compares β with) is reported as *near entropy collapse*.
+BETA_MARGIN = 0.10
+#: A point with |α_SA − α_c| ≤ ALPHA_MARGIN · α_c is reported as *near the rank-collapse edge in α_SA*.
+ALPHA_MARGIN = 0.10
 AXIS_FIELDS = tuple(n for n in _ARRAY_FIELDS if n != "sigma_bv2")
 
 
@@ -95,11 +105,11 @@ class Diagram:
         xs, ys = self.x_values, self.y_values
         # along x
         diff = lab[:, 1:] != lab[:, :-1]
-        for i, j in zip(*np.nonzero(diff)):
+        for i, j in zip(*np.nonzero(diff), strict=True):
             key = tuple(sorted((int(lab[i, j]), int(lab[i, j + 1]))))
             pts.setdefault(key, []).append([float(0.5 * (xs[j] + xs[j + 1])), float(ys[i])])
         diff = lab[1:, :] != lab[:-1, :]
-        for i, j in zip(*np.nonzero(diff)):
+        for i, j in zip(*np.nonzero(diff), strict=True):
             key = tuple(sorted((int(lab[i, j]), int(lab[i + 1, j]))))
             pts.setdefault(key, []).append([float(xs[j]), float(0.5 * (ys[i] + ys[i + 1]))])
         return [
@@ -231,7 +241,7 @@ def recommend(spec: Spec, x: tuple[str, Any] = ("beta", np.linspace(0.05, 4.0, 8
 
 def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool = True,
                    alpha_max: float = 1e3) -> np.ndarray:
-    """Critical residual strength α_c(L): the smallest α_SA with ρ_L < 1 − ε (digest §3.6).
+    """Critical residual strength α_c(L): the smallest α_SA with ρ_L < 1 − ε (arXiv 2505.24333 §3).
 
     Evaluated for every depth in ``depths`` (default: ``spec.depth``) from one propagation per refinement
     round over a grid of α. ``inf`` where even ``alpha_max`` rank-collapses; 0 where α_SA = 0 already
@@ -280,3 +290,172 @@ def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool
         hi = np.where(todo, cand[np.arange(depths.size), k], hi)
     out[todo] = hi[todo]
     return float(out[0]) if scalar else out
+
+
+# --------------------------------------------------------------------------- the full report
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where one scalar spec sits: its region, the boundaries it is close to, and how far it is from
+    the recommended point (see :data:`RHO_MARGIN`, :data:`BETA_MARGIN`, :data:`ALPHA_MARGIN`)."""
+
+    region: str
+    rho_final: float
+    beta_c: float
+    alpha_c: float
+    grad_vanishing: bool
+    warnings: tuple[str, ...]
+    text: str
+
+
+def verdict(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy_fraction: float = 0.5,
+            finite_T: bool = True, alpha_c: float | None = None, recommended: Recommendation | None = None,
+            gradients: bool = True) -> Verdict:
+    """Region of ``spec`` plus margin warnings: near rank collapse (ρ_L within :data:`RHO_MARGIN` of
+    1 − ε, or α_SA within :data:`ALPHA_MARGIN` of α_c), near entropy collapse (β within
+    :data:`BETA_MARGIN` of β_c), inside the vanishing-W_Q-gradient region (arXiv 2505.24333 §3), and
+    the distance to ``recommended`` when given."""
+    d = diagram(spec, ("beta", [spec.beta]), ("alpha_sa", [spec.alpha_sa]), eps=eps, entropy_rule=entropy_rule,
+                entropy_fraction=entropy_fraction, finite_T=finite_T)
+    region = LABELS[int(d.labels[0, 0])]
+    rho_L = float(d.rho_final[0, 0])
+    prop = propagate(spec, finite_T=finite_T, record=("beta_c",))
+    bc = np.asarray(prop.beta_c, dtype=float)[1:]
+    beta_c = float(np.min(bc)) if bc.size else math.inf
+    if alpha_c is None:
+        alpha_c = float(critical_alpha(spec, eps=eps, finite_T=finite_T))
+    gv = False
+    if gradients:
+        try:
+            from sigprop.theory import gradients as gr
+        except ImportError:  # pragma: no cover
+            gr = None
+        if gr is not None:
+            gv = bool(np.asarray(gr.vanishing_mask(d)).ravel()[0])
+    warns: list[str] = []
+    if region != "rank_collapse" and rho_L >= 1.0 - eps - RHO_MARGIN:
+        warns.append(f"near rank collapse: ρ_L = {rho_L:.3f} is within {RHO_MARGIN:g} of the threshold 1 − ε = {1 - eps:g}")
+    if math.isfinite(alpha_c) and alpha_c > 0 and abs(spec.alpha_sa - alpha_c) <= ALPHA_MARGIN * alpha_c:
+        warns.append(f"near the rank-collapse edge: α_SA = {spec.alpha_sa:g} is within {ALPHA_MARGIN:.0%} of α_c = {alpha_c:.3f}")
+    if region != "entropy_collapse" and math.isfinite(beta_c) and spec.beta >= (1.0 - BETA_MARGIN) * beta_c:
+        warns.append(f"near entropy collapse: β = {spec.beta:.4g} is within {BETA_MARGIN:.0%} of β_c = {beta_c:.3f}")
+    if gv:
+        warns.append(f"inside the vanishing-gradient region: W_Q gradients vanish at β = {spec.beta:.4g} (β too small)")
+    head = {"trainable": "TRAINABLE", "rank_collapse": "RANK COLLAPSE", "entropy_collapse": "ENTROPY COLLAPSE"}[region]
+    if region == "trainable" and warns:
+        head = "TRAINABLE, BUT AT RISK"
+    lines = [f"Verdict: {head} (ρ_L = {rho_L:.3f})."]
+    lines += [f"  warning: {w}." for w in warns]
+    if recommended is not None:
+        dx, dy = spec.beta - recommended.x, spec.alpha_sa - recommended.y
+        lines.append(f"  distance from the recommended point (β = {recommended.x:.3f}, α_SA = {recommended.y:.3f}): "
+                     f"Δβ = {dx:+.3f}, Δα_SA = {dy:+.3f}.")
+    return Verdict(region, rho_L, beta_c, float(alpha_c), gv, tuple(warns), "\n".join(lines))
+
+
+@dataclass
+class Report:
+    """Everything ``sigprop diagram`` reports: the diagram (with the gradient overlay), the region of
+    your model, the recommendation, α_c, the verdict and the summary text. ``to_dict()`` is the
+    ``diagram.json`` payload."""
+
+    spec: Spec
+    diagram: Diagram
+    region: str
+    recommended: Recommendation | None
+    alpha_c: float
+    verdict: Verdict
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = self.diagram.to_dict()
+        payload.update({"your_model": {"beta": self.spec.beta, "alpha_sa": self.spec.alpha_sa, "region": self.region},
+                        "recommended": self.recommended.to_dict() if self.recommended else None,
+                        "alpha_c": self.alpha_c, "summary": self.summary})
+        return _jsonable(payload)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+
+def _grid_values(name: str, values) -> np.ndarray:
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size < 2:
+        raise ValueError(f"{name} needs at least 2 points for a diagram; got {v.size}")
+    return v
+
+
+def report(spec: Spec, beta_grid=None, alpha_grid=None, *,
+           eps: float = 0.01, entropy_rule: str = "any", entropy_fraction: float = 0.5, finite_T: bool = True,
+           gradients: bool = True) -> Report:
+    """The whole trainability report of ``spec`` over ``beta_grid`` × ``alpha_grid`` (at least 2 points
+    each): labels, the vanishing-gradient overlay (unless ``gradients=False``), the largest-margin
+    recommendation (which avoids that overlay), α_c, the margin verdict and the summary text.
+    Default grids: β ∈ linspace(0.05, 4, 120), α_SA ∈ linspace(0, 3, 120) (as ``sigprop diagram``)."""
+    betas = _grid_values("beta_grid", np.linspace(0.05, 4.0, 120) if beta_grid is None else beta_grid)
+    alphas = _grid_values("alpha_grid", np.linspace(0.0, 3.0, 120) if alpha_grid is None else alpha_grid)
+    d = diagram(spec, ("beta", betas), ("alpha_sa", alphas), eps=eps, entropy_rule=entropy_rule,
+                entropy_fraction=entropy_fraction, finite_T=finite_T)
+    if gradients:
+        try:
+            from sigprop.theory import gradients as gr
+        except ImportError:  # pragma: no cover
+            gr = None
+        if gr is not None:
+            d.overlays["grad_vanishing"] = gr.vanishing_mask(d)
+    rec = recommend_from(d)
+    alpha_c = float(critical_alpha(spec, eps=eps, finite_T=finite_T))
+    v = verdict(spec, eps=eps, entropy_rule=entropy_rule, entropy_fraction=entropy_fraction, finite_T=finite_T,
+                alpha_c=alpha_c, recommended=rec, gradients=gradients)
+    return Report(spec, d, v.region, rec, alpha_c, v, _summary(spec, v, rec, alpha_c, d))
+
+
+def model_description(spec: Spec) -> str:
+    """``post-LN, softmax attention (causal)`` etc., used in titles and summaries."""
+    return f"{spec.norm}-LN, {spec.attention} attention" + (" (causal)" if spec.causal else "")
+
+
+def _summary(spec: Spec, v: Verdict, rec: Recommendation | None, alpha_c: float, d: Diagram) -> str:
+    from sigprop.theory.rem import beta_c_rho
+
+    bc0 = float(beta_c_rho(spec.rho0))
+    words = {
+        "trainable": "TRAINABLE: it avoids both rank collapse and entropy collapse at initialisation",
+        "rank_collapse": f"RANK COLLAPSE: tokens become identical with depth (ρ_L ≥ {1 - d.eps:g})",
+        "entropy_collapse": "ENTROPY COLLAPSE: attention freezes on a few random keys (β above β_c)",
+    }
+    fr = d.fractions()
+    lines = [
+        f"Your model ({model_description(spec)}, {spec.activation}, L={spec.depth}, T={spec.seq_len}, "
+        f"β={spec.beta:.4g}, α_SA={spec.alpha_sa:g}, α_MLP={spec.alpha_mlp:g}) is {words[v.region]}.",
+        v.text,
+        f"Entropy collapse starts at β_c(ρ₀={spec.rho0:g}) = {bc0:.3f}; rank collapse is avoided for α_SA > α_c(L={spec.depth}) = {alpha_c:.3f}.",
+    ]
+    if rec is not None:
+        lines.append(f"Recommended (largest margin on this grid): β = {rec.x:.3f}, α_SA = {rec.y:.3f} (ρ_L = {rec.rho_final:.3f}).")
+    else:
+        lines.append("No trainable point on this grid: widen --alpha-range or reduce depth.")
+    if "grad_vanishing" in d.overlays:
+        frac = float(np.mean(d.overlays["grad_vanishing"]))
+        lines.append(f"W_Q gradients vanish (below the documented fraction of their large-β value) on {frac:.0%} of the grid.")
+    lines.append(f"Grid: {fr['trainable']:.0%} trainable, {fr['rank_collapse']:.0%} rank collapse, {fr['entropy_collapse']:.0%} entropy collapse"
+                 + (" (finite-T theory)." if d.finite_T else " (T→∞ theory)."))
+    return "\n".join(lines)

@@ -76,7 +76,7 @@ def plot_diagram(d, ax=None, *, mark: tuple[float, float] | None = None,
     ax.set_xlabel(AXIS_LABELS.get(d.x_name, d.x_name))
     ax.set_ylabel(AXIS_LABELS.get(d.y_name, d.y_name))
     s = d.spec
-    ax.set_title(title or f"{s.norm}-LN, {s.attention} attention, L={s.depth}, T={s.seq_len}"
+    ax.set_title(title or f"{s.norm}-LN, {s.attention} attention{' (causal)' if s.causal else ''}, L={s.depth}, T={s.seq_len}"
                  + ("" if d.finite_T else " (T→∞ theory)"), fontsize=10)
     ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
     return ax

@@ -30,11 +30,11 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
-ArrayLike = Union[float, int, np.ndarray]
+ArrayLike = float | int | np.ndarray
 
 NORMS = ("post", "pre")
 ATTENTIONS = ("softmax", "centred")
@@ -103,7 +103,7 @@ class Spec:
     depth: int = 12
     norm: Literal["post", "pre"] = "post"
     attention: Literal["softmax", "centred"] = "softmax"
-    activation: Union[str, Callable[[np.ndarray], np.ndarray]] = "relu"
+    activation: str | Callable[[np.ndarray], np.ndarray] = "relu"
     beta: ArrayLike = 1.0
     alpha_sa: ArrayLike = 1.0
     alpha_mlp: ArrayLike = 1.0

@@ -1,8 +1,6 @@
 """Regressions from the new-user trial (issue: the first command fails on a fresh machine, and others)."""
 
 import json
-import os
-import stat
 import subprocess
 import sys
 
@@ -34,6 +32,7 @@ def test_core_dependencies_declared():
     """Every third-party module imported by sigprop's core and CLI modules is a declared core dependency."""
     import ast
     import pathlib
+
     import tomllib
 
     root = pathlib.Path(__file__).resolve().parents[1]

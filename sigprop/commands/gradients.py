@@ -7,12 +7,9 @@ Theory curves come from :mod:`sigprop.theory.gradients`; measurements (``--measu
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 

@@ -5,25 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from sigprop.commands.common import (
+    Activation,
     AlphaMLP,
     AlphaSA,
-    Activation,
-    AttentionO,
     Asymptotic,
+    Attention,
+    AttentionO,
     Beta,
     Causal,
     Depth,
-    FormatO,
     Format,
-    NormO,
+    FormatO,
     Norm,
-    Attention,
+    NormO,
     QKStd,
     Rho0,
     SeqLen,
@@ -88,19 +87,21 @@ def propagate_cmd(
     fmt: FormatO = Format.text,
 ) -> None:
     """Per-layer theory: ρ_ℓ, q_ℓ, Y²_ℓ, attention entropy, β_c(ρ_{ℓ−1})."""
-    from sigprop.diagram import where
+    from sigprop.diagram import verdict, where
     from sigprop.theory.propagate import propagate
 
     spec = build_spec(**locals())
     pr = propagate(spec, finite_T=not asymptotic)
     region = where(spec, finite_T=not asymptotic)
+    v = verdict(spec, finite_T=not asymptotic)
     if fmt == Format.json:
         d = pr.to_dict()
         d["region"] = region
+        d["verdict"] = v.text
         d["spec"] = spec.to_dict()
         typer.echo(dumps(d))
         return
-    t = Table(title=f"{spec.norm}-LN, {spec.attention}, L={spec.depth}, β={spec.beta:.4g}, α_SA={spec.alpha_sa:g}, T={spec.seq_len}"
+    t = Table(title=f"{spec.norm}-LN, {spec.attention}{' (causal)' if spec.causal else ''}, L={spec.depth}, β={spec.beta:.4g}, α_SA={spec.alpha_sa:g}, T={spec.seq_len}"
               + (" (T→∞)" if asymptotic else " (finite T)"))
     for c in ("layer", "ρ", "q", "Y²", "entropy/lnT", "β_c(in)"):
         t.add_column(c, justify="right")
@@ -108,10 +109,12 @@ def propagate_cmd(
     for ell in range(0, spec.depth + 1):
         if ell % step and ell != spec.depth:
             continue
-        f = lambda a: "" if ell == 0 else f"{a[ell]:.4f}"  # noqa: E731
+        f = lambda a, ell=ell: "" if ell == 0 else f"{a[ell]:.4f}"  # noqa: E731
         t.add_row(str(ell), f"{pr.rho[ell]:.4f}", f"{pr.q[ell]:.4g}", f(pr.y2), f(pr.entropy), f(pr.beta_c))
     console.print(t)
     console.print(f"region: [bold]{region}[/bold]")
+    console.print(v.text)
+    console.print("run `sigprop diagram` with the same options for the recommended point.")
 
 
 def diagram_cmd(
@@ -134,66 +137,34 @@ def diagram_cmd(
     spec = build_spec(**locals())
     betas = parse_range("--beta-range", beta_range, (0.05, 4.0, 120))
     alphas = parse_range("--alpha-range", alpha_range, (0.0, 3.0, 120))
-    finite = not asymptotic
-    d = dg.diagram(spec, ("beta", betas), ("alpha_sa", alphas), eps=eps, entropy_rule=entropy_rule, finite_T=finite)
-    if gradients:
-        _add_gradient_overlay(d)
-    region = dg.where(spec, eps=eps, entropy_rule=entropy_rule, finite_T=finite)
-    rec = dg.recommend_from(d)
-    alpha_c = float(dg.critical_alpha(spec, eps=eps, finite_T=finite))
-    summary = _summary(spec, region, rec, alpha_c, d)
-    payload = d.to_dict()
-    payload.update({"your_model": {"beta": spec.beta, "alpha_sa": spec.alpha_sa, "region": region},
-                    "recommended": rec.to_dict() if rec else None, "alpha_c": alpha_c, "summary": summary})
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "diagram.json", dumps(payload))
+    for name, v in (("--beta-range", betas), ("--alpha-range", alphas)):
+        if v.size < 2:
+            raise ValueError(f"{name} needs at least 2 points (n ≥ 2) for a diagram; got n = {v.size}")
+    rep = dg.report(spec, betas, alphas, eps=eps, entropy_rule=entropy_rule, finite_T=not asymptotic,
+                    gradients=gradients)
+    text = rep.to_json()
     import matplotlib.pyplot as plt
 
+    # render the PNG first: a failed plot must not leave a diagram.json without its figure
+    out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
-    plot_diagram(d, ax, mark=(spec.beta, spec.alpha_sa), recommended=(rec.x, rec.y) if rec else None)
-    fig.tight_layout()
-    savefig_atomic(fig, out / "diagram.png", dpi=130)
-    plt.close(fig)
-    if fmt == Format.json:
-        typer.echo(dumps(payload))
-        return
-    console.print(summary)
-    console.print(f"wrote {out / 'diagram.png'} and {out / 'diagram.json'}")
-
-
-def _add_gradient_overlay(d) -> None:
     try:
-        from sigprop.theory import gradients
-    except ImportError:
+        rec = rep.recommended
+        plot_diagram(rep.diagram, ax, mark=(spec.beta, spec.alpha_sa), recommended=(rec.x, rec.y) if rec else None)
+        fig.tight_layout()
+        png = savefig_atomic(fig, out / "diagram.png", dpi=130)
+    finally:
+        plt.close(fig)
+    try:
+        write_atomic(out / "diagram.json", text)
+    except BaseException:
+        png.unlink(missing_ok=True)
+        raise
+    if fmt == Format.json:
+        typer.echo(text)
         return
-    d.overlays["grad_vanishing"] = gradients.vanishing_mask(d)
-
-
-def _summary(spec, region, rec, alpha_c, d) -> str:
-    from sigprop.theory.rem import beta_c_rho
-
-    bc0 = float(beta_c_rho(spec.rho0))
-    words = {
-        "trainable": "TRAINABLE: it avoids both rank collapse and entropy collapse at initialisation",
-        "rank_collapse": f"RANK COLLAPSE: tokens become identical with depth (ρ_L ≥ {1 - d.eps:g})",
-        "entropy_collapse": "ENTROPY COLLAPSE: attention freezes on a few random keys (β above β_c)",
-    }
-    fr = d.fractions()
-    lines = [
-        f"Your model ({spec.norm}-LN, {spec.attention} attention, {spec.activation}, L={spec.depth}, T={spec.seq_len}, "
-        f"β={spec.beta:.4g}, α_SA={spec.alpha_sa:g}, α_MLP={spec.alpha_mlp:g}) is {words[region]}.",
-        f"Entropy collapse starts at β_c(ρ₀={spec.rho0:g}) = {bc0:.3f}; rank collapse is avoided for α_SA > α_c(L={spec.depth}) = {alpha_c:.3f}.",
-    ]
-    if rec is not None:
-        lines.append(f"Recommended (largest margin on this grid): β = {rec.x:.3f}, α_SA = {rec.y:.3f} (ρ_L = {rec.rho_final:.3f}).")
-    else:
-        lines.append("No trainable point on this grid: widen --alpha-range or reduce depth.")
-    if "grad_vanishing" in d.overlays:
-        frac = float(np.mean(d.overlays["grad_vanishing"]))
-        lines.append(f"W_Q gradients vanish (below the documented fraction of their large-β value) on {frac:.0%} of the grid.")
-    lines.append(f"Grid: {fr['trainable']:.0%} trainable, {fr['rank_collapse']:.0%} rank collapse, {fr['entropy_collapse']:.0%} entropy collapse"
-                 + (" (finite-T theory)." if d.finite_T else " (T→∞ theory)."))
-    return "\n".join(lines)
+    console.print(rep.summary)
+    console.print(f"wrote {out / 'diagram.png'} and {out / 'diagram.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ compositions of the same pieces:
 * :func:`attention` — softmax or centred (gain-controlled) attention, asymptotic or finite T;
 * :func:`value` — ``x W_V + b_V``;
 * :func:`residual` — ``α · skip + branch`` (the branch is independent of the skip through W_V / W₂);
-* :func:`layernorm` — ``(q, p) → (1, p/q)``;
+* :func:`layernorm` — ``(q, p) → (1, p/q)`` (:func:`cosine`, 0/0 read as 1);
 * :func:`mlp` — ``W₂ φ(W₁ x + b₁) + b₂`` (:func:`sigprop.theory.activations.mlp_map`).
 """
 
@@ -22,6 +22,21 @@ from sigprop.theory import activations, rem
 
 #: Number of representative query positions used for causal (decoder) attention.
 CAUSAL_POSITIONS = 24
+
+
+def cosine(p, q) -> np.ndarray:
+    """Mean token cosine ``ρ = p/q`` clipped to [0, 1] — the one definition used everywhere.
+
+    ``q = 0`` (every token the zero vector, e.g. α = 0 with no bias) reads as **ρ = 1**: the tokens are
+    identical. This is the limit σ_b² → 0⁺ of the bias-dominated state ``q = p = σ_b²``, so the map is
+    continuous there (arXiv 2505.24333 §3: rank collapse is ρ → 1).
+    """
+    q = np.asarray(q, dtype=float)
+    p = np.asarray(p, dtype=float)
+    pos = q > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(pos, p / np.where(pos, q, 1.0), 1.0)
+    return np.clip(r, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, causal: bool, wan
     gap = np.maximum(q - p, 0.0)
     qgap = q * gap
     b_eff = beta * np.sqrt(qgap)
-    rho = np.clip(p / np.maximum(q, 1e-300), 0.0, 1.0) if (finite_T or causal) else None
+    rho = cosine(p, q) if (finite_T or causal) else None
     y2, ov, ent = _row_stats(b_eff, rho, seq_len, finite_T, causal, want_entropy)
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
     if kind == "softmax":
@@ -175,8 +190,7 @@ def layernorm(q, p) -> tuple[np.ndarray, np.ndarray]:
 
     q is returned as a 0-d array (it broadcasts), which lets the MLP use one kernel table for the grid.
     """
-    q = np.asarray(q, dtype=float)
-    return np.asarray(1.0), np.asarray(p) / np.maximum(q, 1e-300)
+    return np.asarray(1.0), cosine(p, q)
 
 
 def mlp(q, p, activation, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ import functools
 import glob
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -479,6 +480,23 @@ _OV_DIRECT_BELOW = 16
 TABLE_VERSION = 1
 #: Sequence lengths whose node tables ship with the package (``sigprop/data/finite_tables.npz``).
 SHIPPED_N = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+#: Sequence lengths whose causal (decoder) representative rows also ship tables, so ``--causal`` diagrams at
+#: these T need no first-use computation.
+SHIPPED_CAUSAL_T = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+def _shipped_ns() -> list[float]:
+    """Key counts n with shipped tables: :data:`SHIPPED_N` and the causal rows of :data:`SHIPPED_CAUSAL_T`."""
+    from sigprop.theory.blocks import (
+        _causal_rows,  # blocks imports this module; only the developer tool needs it
+    )
+
+    ns = {float(n) for n in SHIPPED_N}
+    for T in SHIPPED_CAUSAL_T:
+        ns |= {float(n) for n in _causal_rows(T)[0]}
+    return sorted(ns)
+
+
 _SHIPPED_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "finite_tables.npz")
 _shipped: dict | None = None
 
@@ -517,6 +535,9 @@ def _cached_nodes(kind: str, n: float, shape: tuple[int, ...], compute) -> np.nd
             return arr
     except (OSError, ValueError):
         pass
+    if kind == "overlap" and not os.environ.get("SIGPROP_QUIET"):  # ~1–4 s each: say so, never run silently
+        print(f"sigprop: computing the exact finite-T table for n = {n:g} keys (once; cached in {_cache_dir()})",
+              file=sys.stderr, flush=True)
     arr = compute()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -535,7 +556,7 @@ def build_shipped_tables(path: str = _SHIPPED_PATH) -> str:
     old = os.environ.get("SIGPROP_NO_TABLE_CACHE")
     os.environ["SIGPROP_NO_TABLE_CACHE"] = "1"
     try:
-        for n in SHIPPED_N:
+        for n in _shipped_ns():
             clear_cache()
             mt = _moment_table(float(n))
             ot = _overlap_table(float(n))
@@ -788,7 +809,7 @@ def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | N
             if bk.size < _OV_DIRECT_BELOW and nk not in _OV_TABLES:
                 sq = math.sqrt(math.log(nk))
                 with _one_blas_thread():
-                    out[sel] = [_overlap_point(float(bi) * sq, float(ri), nk) for bi, ri in zip(bk, rk)]
+                    out[sel] = [_overlap_point(float(bi) * sq, float(ri), nk) for bi, ri in zip(bk, rk, strict=True)]
             else:
                 out[sel] = _overlap_table(nk)(bk, rk)
     return out.reshape(shape)

@@ -169,7 +169,8 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
 
 
 def _ratio(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    return np.clip(np.where(q > 0, p / np.where(q > 0, q, 1.0), 1.0), 0.0, 1.0)
+    """ρ = p/q via :func:`sigprop.theory.blocks.cosine` (0/0 reads as 1)."""
+    return blocks.cosine(p, q)
 
 
 def single_layer_cosine(beta, rho, seq_len=None, *, finite_T: bool = True) -> np.ndarray:

@@ -70,7 +70,7 @@ _DIGEST = {
 
 @pytest.mark.parametrize("beta", list(_DIGEST))
 def test_digest_table(beta):
-    for T, txt in zip(_DIGEST_TS, _DIGEST[beta]):
+    for T, txt in zip(_DIGEST_TS, _DIGEST[beta], strict=True):
         ulp = 10.0 ** -(len(txt.split(".")[1]))
         y2 = float(finite.moments(beta, T).y2)
         assert abs(y2 - float(txt)) <= 1.0 * ulp + 1e-12, (beta, T, y2, txt)
