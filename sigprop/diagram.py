@@ -116,14 +116,12 @@ class Diagram:
             {"between": [LABELS[a], LABELS[b]], "points": sorted(v)} for (a, b), v in sorted(pts.items())
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        names = np.vectorize(LABELS.get)(self.labels) if self.labels.size else np.array([])
-        out = {
+    def to_dict(self, inline_arrays: bool = True) -> dict[str, Any]:
+        """JSON-ready dict; ``inline_arrays=False`` leaves out the per-cell arrays (labels, ρ_L, overlays)."""
+        out: dict[str, Any] = {
             "x": {"name": self.x_name, "values": self.x_values.tolist()},
             "y": {"name": self.y_name, "values": self.y_values.tolist()},
-            "labels": names.tolist(),
             "label_codes": {v: k for k, v in LABELS.items()},
-            "rho_final": self.rho_final.tolist(),
             "fractions": self.fractions(),
             "boundaries": self.boundaries(),
             "rule": {
@@ -134,8 +132,12 @@ class Diagram:
             },
             "spec": self.spec.to_dict(),
         }
-        for k, v in self.overlays.items():
-            out[k] = np.asarray(v).tolist()
+        if inline_arrays:
+            names = np.vectorize(LABELS.get)(self.labels) if self.labels.size else np.array([])
+            out["labels"] = names.tolist()
+            out["rho_final"] = self.rho_final.tolist()
+            for k, v in self.overlays.items():
+                out[k] = np.asarray(v).tolist()
         return out
 
 
@@ -371,6 +373,10 @@ def verdict(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy
     return Verdict(region, rho_L, beta_c, float(alpha_c), gv, tuple(warns), "\n".join(lines))
 
 
+#: Grids with more cells than this keep their per-cell arrays in ``diagram.npz`` (see :meth:`Report.to_dict`).
+INLINE_MAX_CELLS = 250 * 250
+
+
 @dataclass
 class Report:
     """Everything ``sigprop diagram`` reports: the diagram (with the gradient overlay), the region of
@@ -385,15 +391,34 @@ class Report:
     verdict: Verdict
     summary: str
 
-    def to_dict(self) -> dict[str, Any]:
-        payload = self.diagram.to_dict()
+    @property
+    def compact(self) -> bool:
+        """Whether the grid is too large to inline its arrays in JSON (more than :data:`INLINE_MAX_CELLS`)."""
+        return int(self.diagram.labels.size) > INLINE_MAX_CELLS
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-cell arrays: ``labels`` (integer codes, legend in ``label_codes``), ``rho_final`` and
+        the overlays. For a :attr:`compact` report they go to ``diagram.npz`` beside ``diagram.json``."""
+        d = self.diagram
+        out = {"labels": np.asarray(d.labels, dtype=np.int8), "rho_final": np.asarray(d.rho_final, dtype=float)}
+        out.update({k: np.asarray(v) for k, v in d.overlays.items()})
+        return out
+
+    def to_dict(self, arrays_file: str | None = None) -> dict[str, Any]:
+        """The ``diagram.json`` payload. With ``arrays_file`` (a compact report) every per-cell array is
+        replaced by ``{"npz": arrays_file, "key": name, "shape": [...]}`` and stored there instead: a
+        2000×2000 grid would otherwise write ~230 MB of JSON."""
+        payload = self.diagram.to_dict(inline_arrays=arrays_file is None)
+        if arrays_file is not None:
+            for name, arr in self.arrays().items():
+                payload[name] = {"npz": arrays_file, "key": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
         payload.update({"your_model": {"beta": self.spec.beta, "alpha_sa": self.spec.alpha_sa, "region": self.region},
                         "recommended": self.recommended.to_dict() if self.recommended else None,
                         "alpha_c": self.alpha_c, "summary": self.summary})
         return _jsonable(payload)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+    def to_json(self, arrays_file: str | None = None) -> str:
+        return json.dumps(self.to_dict(arrays_file), indent=None if arrays_file else 2, allow_nan=False)
 
 
 def _grid_values(name: str, values) -> np.ndarray:

@@ -138,3 +138,36 @@ def test_validate_progress_and_plain_q_axis(tmp_path, capsys):
         assert ax.yaxis.get_major_formatter().get_offset() == ""
         lo, hi = ax.get_ylim()
         assert hi - lo > 0.01 * max(abs(lo + hi) / 2, 1e-12)
+
+
+def test_causal_tables_ship_with_the_package(monkeypatch, tmp_path):
+    """`sigprop diagram --causal` needs no first-use computation at the shipped T (it took 87 s silently)."""
+    from sigprop.theory import finite
+    from sigprop.theory.blocks import _causal_rows
+
+    monkeypatch.setenv("SIGPROP_CACHE", str(tmp_path))
+    finite.clear_cache()
+
+    def boom(*a, **k):
+        raise AssertionError("a table was computed instead of read from the package")
+
+    monkeypatch.setattr(finite, "_overlap_point", boom)
+    for T in (64, 512, 2048):
+        n, _ = _causal_rows(T)
+        for nk in n:
+            finite._overlap_table(float(nk)).nodes  # noqa: B018  (reads or computes)
+    finite.clear_cache()
+
+
+def test_long_propagation_shows_progress(capsys, monkeypatch):
+    from sigprop.commands import theory
+    from sigprop.spec import Spec
+    from sigprop.theory.propagate import propagate
+
+    calls = []
+    propagate(Spec(depth=7), progress=lambda ell, L: calls.append((ell, L)))
+    assert calls == [(i, 7) for i in range(1, 8)]
+    monkeypatch.setattr(theory, "LONG_DEPTH", 5)
+    rc, out, err = run(capsys, "propagate", "--depth", "6")
+    assert rc == 0, err
+    assert "propagating blocks" in err and "6/6" in err

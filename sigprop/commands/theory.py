@@ -27,6 +27,7 @@ from sigprop.commands.common import (
     Rho0,
     SeqLen,
     SigmaB2,
+    SigmaBV2,
     SigmaV2,
     SigmaW2,
     build_spec,
@@ -34,6 +35,7 @@ from sigprop.commands.common import (
     parse_range,
     write_atomic,
 )
+from sigprop.progress import bar
 
 console = Console()
 
@@ -79,11 +81,15 @@ def rem_cmd(
     console.print(f"phase: {out['phase']}")
 
 
+#: Depth from which ``sigprop propagate`` shows a progress bar (about a second of work per 300 blocks).
+LONG_DEPTH = 2000
+
+
 def propagate_cmd(
     depth: Depth = 12, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
     activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
     alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4,
-    seq_len: SeqLen = 512, rho0: Rho0 = 0.03, causal: Causal = False, asymptotic: Asymptotic = False,
+    sigma_bv2: SigmaBV2 = None, seq_len: SeqLen = 512, rho0: Rho0 = 0.03, causal: Causal = False, asymptotic: Asymptotic = False,
     fmt: FormatO = Format.text,
 ) -> None:
     """Per-layer theory: ρ_ℓ, q_ℓ, Y²_ℓ, attention entropy, β_c(ρ_{ℓ−1})."""
@@ -91,7 +97,11 @@ def propagate_cmd(
     from sigprop.theory.propagate import propagate
 
     spec = build_spec(**locals())
-    pr = propagate(spec, finite_T=not asymptotic)
+    show = fmt != Format.json and spec.depth >= LONG_DEPTH
+    with bar(show, "propagating blocks", spec.depth) as b:
+        pr = propagate(spec, finite_T=not asymptotic, progress=(lambda ell, L: b.advance()) if show else None)
+    if show:
+        console.print(f"checking the margins (α_c by bisection over L={spec.depth} blocks, β_c) …")
     region = where(spec, finite_T=not asymptotic)
     v = verdict(spec, finite_T=not asymptotic)
     if fmt == Format.json:
@@ -122,7 +132,7 @@ def diagram_cmd(
     depth: Depth = 12, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
     activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
     alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4,
-    seq_len: SeqLen = 512, rho0: Rho0 = 0.03, causal: Causal = False, asymptotic: Asymptotic = False,
+    sigma_bv2: SigmaBV2 = None, seq_len: SeqLen = 512, rho0: Rho0 = 0.03, causal: Causal = False, asymptotic: Asymptotic = False,
     beta_range: Annotated[tuple[float, float, int], typer.Option("--beta-range", help="lo hi n")] = (0.05, 4.0, 120),
     alpha_range: Annotated[tuple[float, float, int], typer.Option("--alpha-range", help="lo hi n")] = (0.0, 3.0, 120),
     eps: Annotated[float, typer.Option("--eps", help="rank collapse if ρ_L ≥ 1 − eps")] = 0.01,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +91,8 @@ class Propagation:
         return pd.DataFrame(cols)
 
 
-def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | None = FIELDS) -> Propagation:
+def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | None = FIELDS,
+              progress: Callable[[int, int], None] | None = None) -> Propagation:
     """Theory of ``spec`` through its ``depth`` blocks.
 
     Parameters
@@ -100,6 +102,7 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
         the paper's T → ∞ theory (``False``).
     record : per-layer fields to keep (``None`` or ``()`` keeps only final values and condensation counts,
         which is what diagrams need).
+    progress : optional ``progress(layer, depth)`` called after every block (long propagations show it).
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a sigprop.Spec; got {type(spec).__name__}")
@@ -139,6 +142,8 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
                 q = np.where(big, 1.0, q)
                 with np.errstate(over="ignore"):
                     scale = np.exp(log_scale)  # inf only where branch outputs are negligible anyway
+        if progress is not None:
+            progress(layer, L)
         cond = out.attn.condensed
         n_cond += cond
         if layer == 1:
