@@ -31,8 +31,9 @@ Hook points are found by an *adapter* (:func:`hook_points`), registered per mode
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,6 +271,34 @@ class Measurement:
         return pd.DataFrame(self.layers).set_index("layer")
 
 
+def _attn_impl(model: nn.Module) -> str | None:
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "_attn_implementation", None) if cfg is not None else None
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module, points: HookPoints) -> Iterator[None]:
+    """Run a HuggingFace model with eager attention (the only kind that returns probabilities), then
+    restore the implementation it was built with — also when the forward raises.
+
+    sdpa / flash attention compute the same softmax without materialising it, so ``output_attentions``
+    silently yields nothing; eager gives the same outputs to float rounding.
+    """
+    impl = _attn_impl(model) if points.attentions_from_output is not None else None
+    if impl is None or impl == "eager":
+        yield
+        return
+    setter = getattr(model, "set_attn_implementation", None)
+    if setter is None:
+        raise ValueError(f"{type(model).__name__} uses attn_implementation={impl!r}, which returns no attention "
+                         "probabilities, and cannot be switched to 'eager'; build it with attn_implementation='eager'")
+    setter("eager")
+    try:
+        yield
+    finally:
+        setter(impl)
+
+
 def measure(
     model: nn.Module,
     *,
@@ -338,7 +367,7 @@ def measure(
             kwargs["input_ids"] = input_ids
         else:
             kwargs["inputs_embeds"] = inputs_embeds
-        with torch.no_grad() if no_grad else torch.enable_grad():
+        with torch.no_grad() if no_grad else torch.enable_grad(), _eager_attention(model, points):
             output = model(**kwargs)
             if points.attentions_from_output is not None:
                 for i, A in enumerate(points.attentions_from_output(output), start=1):
@@ -348,6 +377,9 @@ def measure(
         for h in handles:
             h.remove()
 
+    if points.attentions_from_output is not None and L and all(a is None for a in attn[1:]):
+        raise ValueError(f"{type(model).__name__} returned no attention probabilities (attention implementation "
+                         f"{_attn_impl(model)!r}); build it with attn_implementation='eager' to probe attention")
     empty_attn = {"attn_entropy": math.nan, "attn_entropy_norm": math.nan, "attn_y2": math.nan}
     if spectra:
         empty_attn["attn_singular_values"] = None

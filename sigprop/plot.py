@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,16 +34,11 @@ def _plt():
 
 def savefig_atomic(fig, path: str | os.PathLike, **kwargs) -> Path:
     """Save a figure via a temporary file and ``os.replace`` so a reader never sees half a PNG."""
+    from sigprop.io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=kwargs.pop("format", None) or path.suffix.lstrip(".") or "png", **kwargs)
     return path
 
 

@@ -99,7 +99,7 @@ def run_point(spec: Spec, config_dict: dict[str, Any], path: str, key: str, beta
     Top-level (picklable) so process pools and Dask workers can run it. ``data`` is loaded (and cached per
     process) from the config when not given.
     """
-    from sigprop.commands.common import dumps, write_atomic
+    from sigprop.io import dumps, write_atomic
     from sigprop.train import TrainConfig, train
 
     config = TrainConfig(**config_dict)
@@ -294,8 +294,8 @@ def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=No
     the corpus named by ``config`` themselves). On Ctrl-C, finished points are kept, ``sweep.json`` is
     written with status ``interrupted`` and ``KeyboardInterrupt`` is raised again.
     """
-    from sigprop.commands.common import dumps, write_atomic
     from sigprop.diagram import diagram
+    from sigprop.io import dumps, write_atomic
     from sigprop.train import TrainConfig
 
     if spec.is_grid:

@@ -41,7 +41,6 @@ import json
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -152,27 +151,19 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------------------- helpers
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from sigprop.io import write_atomic
+
+    write_atomic(path, data)
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    from sigprop.commands.common import dumps
+    from sigprop.io import dumps
 
     _atomic_bytes(path, (dumps(obj) + "\n").encode())
 
 
 def _json_line(rec: dict[str, Any]) -> str:
-    from sigprop.commands.common import jsonable
+    from sigprop.io import jsonable
 
     return json.dumps(jsonable(rec), allow_nan=False)
 

@@ -191,7 +191,7 @@ class ValidationReport:
         return max(vals) if vals else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        from sigprop.commands.common import jsonable
+        from sigprop.io import jsonable
 
         return jsonable({"settings": self.settings, "summary": self.summary(),
                          "max_error": {q: {"finite": self.max_error(q, "finite"),
@@ -199,7 +199,7 @@ class ValidationReport:
                          "points": [p.to_dict() for p in self.points]})
 
     def write_json(self, path: str | Path) -> Path:
-        from sigprop.commands.common import dumps, write_atomic
+        from sigprop.io import dumps, write_atomic
 
         return write_atomic(path, dumps(self.to_dict()))
 

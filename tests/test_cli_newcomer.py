@@ -1,6 +1,8 @@
 """Regressions from the new-user trial (issue: the first command fails on a fresh machine, and others)."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -171,3 +173,62 @@ def test_long_propagation_shows_progress(capsys, monkeypatch):
     rc, out, err = run(capsys, "propagate", "--depth", "6")
     assert rc == 0, err
     assert "propagating blocks" in err and "6/6" in err
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_umask_mode(tmp_path, umask, mode):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sigprop.io import write_atomic
+    from sigprop.plot import savefig_atomic
+
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+        write_atomic(tmp_path / "b.bin", b"\x00")
+        fig = plt.figure()
+        savefig_atomic(fig, tmp_path / "c.png")
+        plt.close(fig)
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.bin", "c.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin", "c.png"]  # no temp files left
+
+
+def test_cli_outputs_are_group_readable(capsys, tmp_path):
+    old = os.umask(0o022)
+    try:
+        rc, _, err = run(capsys, "diagram", "--beta-range", "0.1", "3", "6", "--alpha-range", "0", "2", "5",
+                         "--out", str(tmp_path))
+    finally:
+        os.umask(old)
+    assert rc == 0, err
+    for name in ("diagram.png", "diagram.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+def test_large_diagram_json_is_compact(capsys, tmp_path, monkeypatch):
+    import numpy as np
+
+    from sigprop import diagram as dg
+
+    monkeypatch.setattr(dg, "INLINE_MAX_CELLS", 20)
+    rc, _, err = run(capsys, "diagram", "--beta-range", "0.1", "3", "6", "--alpha-range", "0", "2", "5",
+                     "--out", str(tmp_path))
+    assert rc == 0, err
+    d = json.loads((tmp_path / "diagram.json").read_text())
+    z = np.load(tmp_path / "diagram.npz")
+    assert d["labels"]["npz"] == "diagram.npz" and z["labels"].shape == (5, 6)
+    assert set(np.unique(z["labels"]).tolist()) <= set(d["label_codes"].values())
+    # the same grid, inline: identical labels
+    monkeypatch.setattr(dg, "INLINE_MAX_CELLS", 10**9)
+    rc, _, _ = run(capsys, "diagram", "--beta-range", "0.1", "3", "6", "--alpha-range", "0", "2", "5",
+                   "--out", str(tmp_path / "inline"))
+    inline = json.loads((tmp_path / "inline" / "diagram.json").read_text())
+    names = np.vectorize({v: k for k, v in inline["label_codes"].items()}.get)(z["labels"])
+    assert names.tolist() == inline["labels"]
+    assert d["recommended"] == inline["recommended"]

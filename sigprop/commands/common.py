@@ -3,17 +3,14 @@ output helpers, and atomic writes."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
 
+from sigprop.io import dumps, jsonable, write_atomic  # noqa: F401  (re-exported for the commands)
 from sigprop.spec import Spec, beta_from_std
 
 
@@ -74,40 +71,3 @@ def parse_range(name: str, values: list[float] | tuple | None, default: tuple[fl
     if int(n) != n or not 1 <= int(n) <= 2000:
         raise ValueError(f"{name} needs an integer count n in [1, 2000]; got {n}")
     return np.linspace(lo, hi, int(n))
-
-
-def jsonable(obj: Any) -> Any:
-    """Numpy scalars/arrays → Python; NaN/inf → None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(jsonable(obj), indent=2, allow_nan=False)
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write text via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -152,7 +154,8 @@ def diagram_cmd(
             raise ValueError(f"{name} needs at least 2 points (n ≥ 2) for a diagram; got n = {v.size}")
     rep = dg.report(spec, betas, alphas, eps=eps, entropy_rule=entropy_rule, finite_T=not asymptotic,
                     gradients=gradients)
-    text = rep.to_json()
+    # large grids keep their per-cell arrays in diagram.npz (a 2000×2000 grid is ~230 MB as JSON)
+    text = rep.to_json("diagram.npz" if rep.compact else None)
     import matplotlib.pyplot as plt
 
     # render the PNG first: a failed plot must not leave a diagram.json without its figure
@@ -166,6 +169,10 @@ def diagram_cmd(
     finally:
         plt.close(fig)
     try:
+        if rep.compact:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **rep.arrays())
+            write_atomic(out / "diagram.npz", buf.getvalue())
         write_atomic(out / "diagram.json", text)
     except BaseException:
         png.unlink(missing_ok=True)

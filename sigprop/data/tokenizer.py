@@ -16,10 +16,8 @@ never read a half-written file. ``cache_dir`` defaults to ``$SIGPROP_CACHE`` or 
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
@@ -213,13 +211,8 @@ def get_tokenizer(
             tok = None
     if tok is None:
         tok = train_wordpiece(corpus.train, vocab_size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-        os.close(fd)
-        try:
-            tok.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        from sigprop.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tok.save(str(tmp))
     return _wrap(tok)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from sigprop.commands.common import dumps, write_atomic  # TODO: sigprop.io
+from sigprop.io import dumps, write_atomic
 
 console = Console(stderr=True)
 

@@ -96,7 +96,7 @@ def reproduce(name: str, out: str | Path = "sigprop-out", *, full: bool = False,
     payload["wall_s"] = round(time.perf_counter() - t0, 2)
     path = out / f"{name}.json"
     if path.exists():
-        from sigprop.commands.common import dumps, write_atomic
+        from sigprop.io import dumps, write_atomic
 
         write_atomic(path, dumps(payload))
     return payload
@@ -108,7 +108,7 @@ def _claim(text: str, held: bool, **numbers: Any) -> dict[str, Any]:
 
 
 def _write(out: Path, name: str, payload: dict, fig) -> dict:
-    from sigprop.commands.common import dumps, jsonable, write_atomic
+    from sigprop.io import dumps, jsonable, write_atomic
     from sigprop.plot import _plt, savefig_atomic
 
     payload = jsonable(payload)

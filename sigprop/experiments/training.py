@@ -129,7 +129,7 @@ def _job_to_file(spec: Spec, cfg_dict: dict[str, Any], label: str, path: str | N
     JSON round-tripped result (so a fresh and a resumed figure see the same types)."""
     import json
 
-    from sigprop.commands.common import dumps, write_atomic
+    from sigprop.io import dumps, write_atomic
 
     text = dumps({"fingerprint": fingerprint, "label": label, "result": _job(spec, cfg_dict, label)})
     if path is not None:
@@ -523,7 +523,7 @@ def training(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         t0 = time.perf_counter()
         p = fn(out, full, seeds, progress)
         res[name] = {"claims": p["claims"], "wall_s": time.perf_counter() - t0}
-    from sigprop.commands.common import dumps, write_atomic
+    from sigprop.io import dumps, write_atomic
 
     payload = {"figure": "training", "full": full, "figures": res,
                "claims": [dict(c, figure=n) for n, r in res.items() for c in r["claims"]]}
@@ -561,7 +561,7 @@ def learnability(out: Path | None = None, *, progress: bool = False, **overrides
     res["frozen_worse_by_0.2"] = res["frozen_minus_trainable"] >= 0.2
     res["passed"] = bool(res["escaped_within_10_min"] and res["frozen_worse_by_0.2"])
     if out is not None:
-        from sigprop.commands.common import dumps, write_atomic
+        from sigprop.io import dumps, write_atomic
 
         write_atomic(Path(out) / "learnability.json", dumps(res))
     return res

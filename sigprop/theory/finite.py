@@ -46,7 +46,6 @@ import glob
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -540,11 +539,10 @@ def _cached_nodes(kind: str, n: float, shape: tuple[int, ...], compute) -> np.nd
               file=sys.stderr, flush=True)
     arr = compute()
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as fh:
+        from sigprop.io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, arr)
-        os.replace(tmp, path)
     except OSError:  # read-only home, full disk: the cache is an optimisation only
         pass
     return arr
