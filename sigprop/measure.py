@@ -109,17 +109,16 @@ def _stack_adapter(model: nn.Module) -> HookPoints:
     )
 
 
-#: attribute paths of the block list in common HuggingFace architectures, with whether they are causal
-_HF_LAYER_PATHS: tuple[tuple[str, bool], ...] = (
-    ("encoder.layer", False),  # BertModel, RobertaModel, ...
-    ("bert.encoder.layer", False),
-    ("roberta.encoder.layer", False),
-    ("transformer.layer", False),  # DistilBert
-    ("model.layers", True),  # Llama-style *ForCausalLM
-    ("layers", True),  # Llama-style base models
-    ("transformer.h", True),  # GPT-2
-    ("h", True),
-    ("gpt_neox.layers", True),
+#: attribute paths of the block list in common HuggingFace architectures (causality is read from the model)
+_HF_LAYER_PATHS: tuple[str, ...] = (
+    "encoder.layer",  # BertModel, RobertaModel, ViTModel, ...
+    "bert.encoder.layer", "roberta.encoder.layer", "vit.encoder.layer", "vit.layers",  # task-head wrappers
+    "transformer.layer", "distilbert.transformer.layer",  # DistilBert
+    "encoder.block",  # T5EncoderModel (T5Model's encoder stack)
+    "decoder.layers", "model.decoder.layers",  # OPTModel, OPTForCausalLM
+    "model.layers", "layers",  # Llama-style, ModernBert
+    "transformer.h", "h",  # GPT-2
+    "gpt_neox.layers",
 )
 
 
@@ -131,23 +130,44 @@ def _get_path(obj: Any, path: str) -> Any:
     return obj
 
 
+def _hf_layers(model: nn.Module) -> nn.ModuleList | None:
+    for path in _HF_LAYER_PATHS:
+        layers = _get_path(model, path)
+        if isinstance(layers, nn.ModuleList) and len(layers):
+            return layers
+    # any other architecture: the first module list whose blocks hold an attention module (``is_causal``)
+    for mod in model.modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) and any(
+                isinstance(getattr(m, "is_causal", None), bool) for m in mod[0].modules()):
+            return mod
+    return None
+
+
 def _is_hf(model: nn.Module) -> bool:
-    return hasattr(model, "config") and any(
-        isinstance(_get_path(model, p), nn.ModuleList) for p, _ in _HF_LAYER_PATHS
-    )
+    return hasattr(model, "config") and _hf_layers(model) is not None
+
+
+def hf_is_causal(model: nn.Module, block: nn.Module | None = None) -> bool:
+    """Whether a HuggingFace model's self-attention is causal, read from the model, not guessed.
+
+    Attention modules in current ``transformers`` carry ``is_causal``; the first self-attention module of
+    the first block decides (cross-attention modules are skipped). Without one, ``config.is_decoder``.
+    """
+    block = block if block is not None else _hf_layers(model)[0]  # type: ignore[index]
+    for name, mod in block.named_modules():
+        flag = getattr(mod, "is_causal", None)
+        if isinstance(flag, bool) and "cross" not in name.lower() and not getattr(mod, "is_cross_attention", False):
+            return flag
+    return bool(getattr(getattr(model, "config", None), "is_decoder", False))
 
 
 def _hf_adapter(model: nn.Module) -> HookPoints:
-    layers, causal = next(
-        (_get_path(model, path), c)
-        for path, c in _HF_LAYER_PATHS
-        if isinstance(_get_path(model, path), nn.ModuleList)
-    )
-    causal = bool(getattr(model.config, "is_decoder", False)) or causal
+    layers = _hf_layers(model)
+    assert layers is not None
     return HookPoints(
         blocks=list(layers),
         attention_probs=[None] * len(layers),
-        causal=causal,
+        causal=hf_is_causal(model, layers[0]),
         forward_kwargs={"output_attentions": True},
         attentions_from_output=lambda out: list(getattr(out, "attentions", None) or []),
     )
