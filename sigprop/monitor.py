@@ -23,7 +23,7 @@ Thresholds (documented defaults, all adjustable):
   ≈1.5 keys at T = 64, ≈1.9 at T = 512; uniform attention has 1).
 
 When a condition *sets in* (false at the previous check) a :class:`CollapseWarning` is issued with
-``warnings.warn`` and logged; it is issued again only after the condition has cleared. ``history`` keeps
+``warnings.warn`` (or, with ``warn=False``, logged to ``sigprop.monitor``); it is issued again only after the condition has cleared. ``history`` keeps
 every check as a dict (``step``, ``attn_entropy_norm`` and ``cosine`` lists, ``rank_collapse``,
 ``entropy_collapse``); ``last`` is the latest one.
 """
@@ -169,9 +169,10 @@ class CollapseMonitor(_Base):
                 f"entropy collapse at step {rec['step']}: layer {i + 1} attention entropy/ln T {ents[i]:.3f} "
                 f"≤ {self.entropy_threshold:g} (attention on ~one key per row)"
             )
-        log.warning(msg)
-        if self.warn:
+        if self.warn:  # one message: a warning, or (warn=False) a log record — never both on stderr
             warnings.warn(msg, CollapseWarning, stacklevel=3)
+        else:
+            log.warning(msg)
 
     # ------------------------------------------------------------------ TrainerCallback interface
     def on_step_end(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None, **kwargs: Any):

@@ -121,3 +121,26 @@ def test_attaches_to_a_real_huggingface_trainer(tmp_path):
         assert len(h["cosine"]) == 2 and all(-1 <= c <= 1 for c in h["cosine"])
         assert all(0 < e <= 1 for e in h["attn_entropy_norm"])
     assert model.training  # the monitor's probe restores train mode
+
+
+def test_collapse_message_reaches_stderr_once():
+    """Regression: each CollapseWarning was printed twice (logging's last-resort handler and the warning).
+
+    Run in a fresh interpreter so that pytest's own warning capture does not hide what a user sees."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.manual_seed(0)\n"
+        "from sigprop.monitor import CollapseMonitor\n"
+        "from sigprop.nn.heads import LanguageModel\n"
+        "from sigprop.spec import Spec\n"
+        "m = LanguageModel.from_spec(Spec(depth=2, beta=4.0, width=32, seq_len=16), vocab_size=50, seed=0)\n"
+        "ids = torch.randint(0, 50, (2, 16))\n"
+        "CollapseMonitor(ids, every=1, entropy_threshold=0.99).check(m, 1)\n"
+        "CollapseMonitor(ids, every=1, entropy_threshold=0.99, warn=False).check(m, 2)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("entropy collapse at step 1") == 1, r.stderr
+    assert r.stderr.count("entropy collapse at step 2") == 1, r.stderr
