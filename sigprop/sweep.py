@@ -7,6 +7,10 @@
   ``os.replace``) as soon as that point finishes. A rerun with the same spec and training settings
   **skips** every point whose file exists (a file from different settings is retrained and replaced), so an
   interrupted sweep (Ctrl-C, a lost worker, a killed job) resumes where it stopped;
+* ``out/.locks/<key>.lock`` — per-point claims (``filelock``): sweeps run at once into the same ``out``
+  never train a point concurrently; a point another process is training is left for later, then
+  waited for and taken from its file (counted in ``skipped``; ``ran`` counts points trained here,
+  including those finished before a Ctrl-C);
 * ``out/sweep.json`` — the grid, the theory's label per point (``sigprop.diagram`` on the same spec and
   grid), the measured outcome per point and the agreement (below);
 * ``out/sweep.png`` — the measured loss gain as a heat map with the theory's region boundaries on top.
@@ -52,8 +56,8 @@ import numpy as np
 from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
 
-__all__ = ["DEFAULT_THRESHOLD", "SweepResult", "sweep", "point_key", "agreement", "run_point", "plot_sweep",
-           "POINT_FIELDS"]
+__all__ = ["DEFAULT_THRESHOLD", "SweepResult", "sweep", "point_key", "agreement", "run_point", "claim_point",
+           "plot_sweep", "POINT_FIELDS"]
 
 #: a point counts as measured-trainable at gain ≥ this many nats below the unigram plateau (and no divergence)
 DEFAULT_THRESHOLD = 0.3
@@ -110,6 +114,41 @@ def run_point(spec: Spec, config_dict: dict[str, Any], path: str, key: str, beta
            "test_loss_curve": [[r["step"], r["test_loss"]] for r in result.metrics]}
     write_atomic(path, dumps(rec) + "\n")
     return rec
+
+
+def _lock_path(path: str | os.PathLike[str]) -> Path:
+    """The claim file of the point file ``out/points/<key>.json``: ``out/.locks/<key>.lock`` (outside
+    ``points/``, so that folder holds only finished points)."""
+    path = Path(path)
+    return path.parent.parent / ".locks" / f"{path.stem}.lock"
+
+
+def claim_point(spec: Spec, config_dict: dict[str, Any], path: str, key: str, beta: float, alpha_sa: float,
+                fingerprint: str, data: Any = None, wait: bool = False) -> tuple[str, dict[str, Any] | None]:
+    """Train one grid point unless another process has it: ``("ran", record)``, ``("done", record)`` when a
+    matching point file exists once the point's claim is held, or ``("busy", None)`` when another process
+    holds the claim and ``wait`` is false (with ``wait`` the call blocks until that process finishes).
+
+    The claim is an OS file lock (``filelock``) on ``out/.locks/<key>.lock``: it is released when the holder
+    finishes or dies, so concurrent sweeps into the same folder (processes, hosts on a shared disk) never
+    train a point twice at once.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_file = _lock_path(path)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_file))
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        return "busy", None
+    try:
+        done = _read_point(Path(path), fingerprint)
+        if done is not None:
+            return "done", done
+        return "ran", run_point(spec, config_dict, path, key, beta, alpha_sa, fingerprint, data)
+    finally:
+        lock.release()
 
 
 def _init_worker(threads: int) -> None:
@@ -366,25 +405,62 @@ def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=No
         return res
 
     bar = progress_bar(progress, "sweep", len(grid), skipped)
+    futs: dict[Any, tuple[dict[str, Any], Spec, Path, str]] = {}
+    handled: set[Any] = set()
+    busy: list[tuple[dict[str, Any], Spec, Path, str]] = []
+
+    def collect(f, show: bool = True) -> None:
+        """Record a finished future once: its point (trained here, or finished meanwhile by another
+        process), a failure, or a claim held elsewhere (retried, waiting, after the first pass)."""
+        nonlocal ran, skipped
+        if f in handled:
+            return
+        handled.add(f)
+        item = futs[f]
+        entry = item[0]
+        try:
+            state, rec = f.result()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
+            failed.append({"key": entry["key"], "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            if state == "busy":
+                busy.append(item)
+                return
+            entry["record"] = rec
+            if state == "ran":
+                ran += 1
+            else:
+                skipped += 1
+        if show:
+            bar.advance(entry["key"])
+
+    def submit(ex, item, wait: bool) -> None:
+        entry, pt, path, fp = item
+        f = ex.submit(claim_point, pt, cfg_dict, str(path), entry["key"], entry["beta"], entry["alpha_sa"], fp,
+                      local_data, wait)
+        futs[f] = item
+        if f.done():  # an in-process executor has already trained it: count and show it now
+            collect(f)
+
     try:
         with bar, _executor(executor, workers, scheduler, threads) as ex:
-            futs = {}
-            for entry, pt, path, fp in todo:
-                f = ex.submit(run_point, pt, cfg_dict, str(path), entry["key"], entry["beta"], entry["alpha_sa"], fp,
-                              local_data)
-                futs[f] = entry
-            for f in cf.as_completed(list(futs)):
-                entry = futs[f]
-                try:
-                    entry["record"] = f.result()
-                    ran += 1
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
-                    failed.append({"key": entry["key"], "error": f"{type(exc).__name__}: {exc}"})
-                bar.advance(entry["key"])
+            for item in todo:  # first pass: points another process is training are left for later
+                submit(ex, item, wait=False)
+            for f in cf.as_completed([f for f in futs if f not in handled]):
+                collect(f)
+            retry, busy[:] = list(busy), []
+            for item in retry:  # second pass: wait for the other process, then use its file (or train)
+                submit(ex, item, wait=True)
+            for f in cf.as_completed([f for f in futs if f not in handled]):
+                collect(f)
     except KeyboardInterrupt:
         status = "interrupted"
+        for f in list(futs):  # points finished before the interrupt count (and are in sweep.json)
+            if f.done() and not f.cancelled():
+                with contextlib.suppress(BaseException):
+                    collect(f, show=False)
         finish()
         raise
     if failed:

@@ -226,3 +226,22 @@ def test_run_without_output_folder_completes(data):
     r = train(tiny_spec(), cfg(steps=6, checkpoint_every=2), None, data=data)
     assert r.summary["diverged"] is False and r.summary["status"] == "completed"
     assert r.metrics[-1]["step"] == 6
+
+
+def test_collapse_warning_reported_once(data, monkeypatch, recwarn, caplog):
+    """Regression: each CollapseWarning was printed twice during ``sigprop train`` — once by
+    ``log.warning`` (logging's last-resort stderr handler) and again by ``warnings.warn`` (with the
+    ``train.py`` source line). One onset must give exactly one message."""
+    import logging
+    import warnings
+
+    from sigprop.monitor import CollapseMonitor, CollapseWarning
+
+    monkeypatch.setattr(CollapseMonitor, "classify", lambda self, stats: {"rank_collapse": True,
+                                                                         "entropy_collapse": False})
+    warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="sigprop.monitor"):
+        train(tiny_spec(), cfg(steps=6), None, data=data)
+    warned = [w for w in recwarn if issubclass(w.category, CollapseWarning)]
+    logged = [r for r in caplog.records if r.name == "sigprop.monitor"]
+    assert len(warned) + len(logged) == 1, (warned, logged)

@@ -566,9 +566,10 @@ def build_shipped_tables(path: str = _SHIPPED_PATH) -> str:
         else:
             os.environ["SIGPROP_NO_TABLE_CACHE"] = old
         clear_cache()
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **out)
-    os.replace(tmp, path)
+    from sigprop.io import atomic_path
+
+    with atomic_path(path) as tmp:  # temp name ends in .npz, so numpy adds no suffix
+        np.savez_compressed(tmp, **out)
     return path
 
 
