@@ -1,11 +1,16 @@
 """sigprop: will this transformer initialisation train? REM signal-propagation theory (Giorlandino & Goldt,
-ICLR 2026) made fast, exact at finite sequence length, and checked against real PyTorch models.
+ICLR 2026, arXiv 2505.24333) made fast, exact at finite sequence length, and checked against real PyTorch
+models.
 
-The core (``sigprop.spec``, ``sigprop.theory``, ``sigprop.diagram``) needs only numpy and scipy;
-``sigprop.nn`` and ``sigprop.measure`` need the ``torch`` extra.
+The public API is this facade. The core (spec, theory, diagram) needs only numpy and scipy; ``sigprop.nn``
+and ``sigprop.measure`` need the ``torch`` extra. The bare diagram function stays
+``sigprop.diagram.diagram`` (``sigprop.diagram`` is the module); :func:`report` is what most users want.
 """
 
+from sigprop.diagram import Report, critical_alpha, recommend, recommend_from, report, verdict, where
 from sigprop.spec import Spec, beta_from_std, std_from_beta
+from sigprop.theory.propagate import propagate
 
-__all__ = ["Spec", "beta_from_std", "std_from_beta"]
+__all__ = ["Report", "Spec", "beta_from_std", "critical_alpha", "propagate", "recommend",
+           "recommend_from", "report", "std_from_beta", "verdict", "where"]
 __version__ = "0.1.0"

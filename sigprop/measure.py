@@ -334,7 +334,7 @@ def measure(
 
     ``attention_mask`` ``(B, T)`` (1 = real token) is passed to the model and excludes padding from every
     statistic; ``last_k`` restricts token pairs and attention query rows to the last k real tokens of each
-    sequence (decoder plots, digest §7). Hooks never modify activations and are always removed, also when
+    sequence (decoder plots, docs/theory.md §7). Hooks never modify activations and are always removed, also when
     the forward raises. Runs under ``torch.no_grad()`` unless ``no_grad=False``; ``Measurement.output`` is
     the model's return value.
     """

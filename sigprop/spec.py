@@ -4,7 +4,7 @@ A :class:`Spec` describes a stack of transformer blocks at initialisation. The s
 the analytic theory (:mod:`sigprop.theory`) and by the PyTorch twin (:mod:`sigprop.nn`), so the two
 cannot drift apart.
 
-Conventions (Giorlandino & Goldt, digest §1) — stated loudly because every other library differs:
+Conventions (Giorlandino & Goldt, docs/theory.md §1) — stated loudly because every other library differs:
 
 * ``beta`` (β): query/key scale. Entries of ``W_Q`` and ``W_K`` are i.i.d. ``N(0, σ²)`` with
   ``σ = sqrt(β) (ln T)^{1/4} / sqrt(d)`` where ``d`` is the model width and logits are scaled by
@@ -82,7 +82,7 @@ class Spec:
     ----------
     depth : number of blocks L (1 ≤ L ≤ 100 000).
     norm : ``"post"`` (BERT: ``LN(αx + F(x))``) or ``"pre"`` (``αx + F(LN x)``).
-    attention : ``"softmax"`` or ``"centred"`` (gain-controlled: ``Σ_s (A_ts − 1/T) v_s``, digest §6).
+    attention : ``"softmax"`` or ``"centred"`` (gain-controlled: ``Σ_s (A_ts − 1/T) v_s``, docs/theory.md §6).
     activation : MLP nonlinearity, a name from :data:`sigprop.theory.activations.NAMES` or a
         vectorised callable ``φ(np.ndarray) -> np.ndarray``.
     beta : β ≥ 0, query/key scale (see module docstring).
@@ -95,7 +95,7 @@ class Spec:
     heads : number of attention heads (≥ 1, divides ``width``). β does not depend on it.
     width : model width d (used by the torch twin and by gradient theory).
     mlp_ratio : MLP hidden width / d (torch twin; the theory needs it large only).
-    causal : decoder (row t sees t keys, digest §7) instead of encoder.
+    causal : decoder (row t sees t keys, docs/theory.md §7) instead of encoder.
     rho0 : ρ₀ ∈ [0, 1], mean cosine similarity of the tokens entering block 1.
     q0 : q₀ > 0, mean squared norm per dimension entering block 1 (1 after an embedding LayerNorm).
     """

@@ -2,7 +2,7 @@
 
 ``train(spec, TrainConfig(...), out="runs/x")`` builds :class:`~sigprop.nn.heads.LanguageModel` (masked-LM
 head on the encoder twin, next-token head when ``spec.causal``), and trains it with the authors' recipe
-(digest §8, Fig 6: AdamW, lr 5e-4, batch 64, linear warmup over 5 % of the steps then linear decay to 0,
+(docs/theory.md §8, Fig 6: AdamW, lr 5e-4, batch 64, linear warmup over 5 % of the steps then linear decay to 0,
 weight decay 0.01 on matrices only, gradient clipping at 1.0 as HF Trainer does).
 
 What it guarantees:
@@ -72,7 +72,7 @@ _RESUME_KEYS = (
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (defaults: the authors' recipe, digest §8)."""
+    """Settings of one training run (defaults: the authors' recipe, docs/theory.md §8)."""
 
     corpus: str = "synthetic"
     steps: int = 1000

@@ -313,7 +313,7 @@ def validate(spec_or_grid: Spec | Sequence[Spec], *, width: int | None = None, h
     width, heads : override ``spec.width`` / ``spec.heads`` for the twin (the theory does not depend on them).
     seeds : fresh models (and input draws) per point. batch : input sequences per model.
     rho0 : input cosine (default ``spec.rho0``); the theory starts from the same value with q₀ = 1.
-    last_k : restrict token statistics to the last k tokens (decoder, digest §7).
+    last_k : restrict token statistics to the last k tokens (decoder, docs/theory.md §7).
     progress : rich progress bar over (point, seed).
     """
     if not isinstance(seeds, (int, np.integer)) or isinstance(seeds, bool) or seeds < 1:

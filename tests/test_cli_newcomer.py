@@ -232,3 +232,40 @@ def test_large_diagram_json_is_compact(capsys, tmp_path, monkeypatch):
     names = np.vectorize({v: k for k, v in inline["label_codes"].items()}.get)(z["labels"])
     assert names.tolist() == inline["labels"]
     assert d["recommended"] == inline["recommended"]
+
+
+def test_no_citations_of_an_internal_document():
+    """Help texts, notes and docstrings cite the paper or the project's docs, never "digest §N"."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "sigprop"
+    hits = [f"{p.name}:{i}" for p in root.rglob("*.py") for i, line in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"digest\s*§", line)]
+    assert not hits, hits
+    theory = (root.parent / "docs" / "theory.md").read_text()
+    cited = {m for p in root.rglob("*.py") for m in re.findall(r"docs/theory\.md §(\d+)", p.read_text())}
+    assert all(f"§{n}" in theory for n in cited), cited
+
+
+def test_readme_python_example_runs_and_matches_the_cli(capsys, tmp_path):
+    """The README's Python block imports only the facade, runs as written, and recommends what the CLI does."""
+    import contextlib
+    import io
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert all(line.startswith(("import numpy", "from sigprop import")) for line in block.splitlines()
+               if line.startswith(("import", "from")))
+    ns: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(block, ns)  # noqa: S102
+    rec = ns["rep"].recommended
+    rc, out, err = run(capsys, "diagram", "--depth", "60", "--activation", "gelu", "--alpha-sa", "1.5",
+                       "--beta-range", "0.05", "4", "200", "--alpha-range", "0", "3", "200",
+                       "--out", str(tmp_path), "--format", "json")
+    assert rc == 0, err
+    cli = json.loads(out)["recommended"]
+    assert cli["beta"] == pytest.approx(rec.x) and cli["alpha_sa"] == pytest.approx(rec.y)

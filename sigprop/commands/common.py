@@ -29,7 +29,7 @@ class Format(str, Enum):
     json = "json"
 
 
-G = "Architecture (digest §1 conventions)"
+G = "Architecture (conventions: docs/theory.md §1)"
 Depth = Annotated[int, typer.Option("--depth", "-L", help="number of blocks L", rich_help_panel=G)]
 NormO = Annotated[Norm, typer.Option("--norm", help="post-LN (BERT) or pre-LN", rich_help_panel=G)]
 AttentionO = Annotated[Attention, typer.Option("--attention", help="softmax or centred (gain-controlled)", rich_help_panel=G)]

@@ -30,7 +30,7 @@ from sigprop.commands.common import (
     parse_range,
 )
 
-G = "Architecture (digest §1 conventions)"
+G = "Architecture (docs/theory.md §1 conventions)"
 R = "Training"
 S = "Sweep"
 

@@ -37,7 +37,7 @@ from sigprop.commands.common import (
     dumps,
 )
 
-G = "Architecture (digest §1 conventions)"
+G = "Architecture (docs/theory.md §1 conventions)"
 R = "Training"
 
 

@@ -3,7 +3,7 @@
 :data:`REGISTRY` maps a figure name to ``fn(out: Path, full: bool, seeds: int | None, progress: bool) -> dict``;
 each writes ``out/NAME.png`` and ``out/NAME.json`` (atomically) and returns the JSON payload, which holds
 the settings, the theory, the measurement and ``claims``: for each claim of the paper behind the figure,
-whether it held at this size, with the numbers. ``full=True`` uses the paper's sizes (digest §8); the
+whether it held at this size, with the numbers. ``full=True`` uses the paper's sizes (docs/theory.md §8); the
 default sizes run in about two minutes on two CPU cores.
 
 Add a figure with the :func:`register` decorator::
@@ -218,7 +218,7 @@ def _depth_figure(rep, title: str, key: str = "cosine"):
 
 
 # --------------------------------------------------------------------------------------------- fig2
-#: digest §3.1 simulation table (d=512, T=1024, 3 seeds, mean pairwise cosine)
+#: docs/theory.md §3.1 simulation table (d=512, T=1024, 3 seeds, mean pairwise cosine)
 FIG2_DIGEST = {0.2: [0.98, 0.82, 0.59, 0.47, 0.35, 0.28], 0.5: [0.998, 0.983, 0.915, 0.837, 0.728, 0.651]}
 FIG2_BETAS = [0.5, 1.0, 1.5, 2.0, 3.0, 5.0]
 
@@ -297,7 +297,7 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
             dig.append(np.abs(np.asarray(FIG2_DIGEST[r]) - res["cosine"][i]))
     if dig:
         dmax = float(np.max(dig))
-        claims.append(_claim("measured mean cosine matches the digest §3.1 simulation table (d=512, T=1024) within 0.03"
+        claims.append(_claim("measured mean cosine matches docs/theory.md §3.1 simulation table (d=512, T=1024) within 0.03"
                              + ("" if full else " — only expected at --full sizes"), dmax <= 0.03,
                              max_abs_diff=dmax, digest_table={str(k): v for k, v in FIG2_DIGEST.items()}))
     plt = _plt()
@@ -342,7 +342,7 @@ FIG4_LAYERS = [1, 5, 10, 20, 50, 100]
 
 def fig4_specs(depth: int, width: int, seq_len: int) -> dict[str, Spec]:
     """The four Fig 4 variants: β=0.1, ρ0=0.2, α=1, σ_w²=0.2, σ_b²=4e-4 (MLP), σ_v²=1, σ_bV²=0 (no W_V in
-    the authors' theory, read as a random W_V of variance 1/d, digest §3.2)."""
+    the authors' theory, read as a random W_V of variance 1/d, docs/theory.md §3.2)."""
     return {f"{n}/{a}": Spec(depth=depth, norm=n, attention=a, beta=0.1, rho0=0.2, alpha_sa=1.0, alpha_mlp=1.0,
                              sigma_w2=0.2, sigma_v2=1.0, sigma_b2=4e-4, sigma_bv2=0.0, seq_len=seq_len, width=width)
             for n in ("post", "pre") for a in ("softmax", "centred")}
@@ -365,7 +365,7 @@ def fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt, name: s
     th100 = {k: propagate(s.replace(depth=100), finite_T=False).rho for k, s in specs.items()}
     table = {k: [float(v[ell]) for ell in FIG4_LAYERS] for k, v in th100.items()}
     tdiff = max(abs(a - b) for k in table for a, b in zip(table[k], FIG4_DIGEST[k], strict=True))
-    claims = [_claim("T=∞ theory reproduces the digest §6 Fig 4 table (layers 1,5,10,20,50,100) to 1e-3",
+    claims = [_claim("T=∞ theory reproduces docs/theory.md §6 Fig 4 table (layers 1,5,10,20,50,100) to 1e-3",
                      tdiff <= 1e-3, max_abs_diff=tdiff, table=table)]
     res = {}
     for k, pt in zip(specs, rep.points, strict=True):
@@ -403,7 +403,7 @@ def fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt, name: s
     payload = {"figure": name, "full": full,
                "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S, "beta": 0.1, "rho0": 0.2,
                             "sigma_v2": 1.0, "sigma_bv2": 0.0, "sigma_w2": 0.2, "sigma_b2": 4e-4,
-                            "note": "σ_v²=1, σ_bV²=0: the digest's Fig 4 theory (no W_V) read with a random W_V"},
+                            "note": "σ_v²=1, σ_bV²=0: the paper's Fig 4 theory (no W_V; arXiv 2505.24333) read with a random W_V"},
                "theory_L100_asymptotic": th100, "variants": res, "claims": claims}
     return _write(out, name, payload, fig)
 
@@ -472,7 +472,7 @@ def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     ]
     if T == 100_000:
         dg = np.array([FIG5_DIGEST_1E5[b] if b in FIG5_DIGEST_1E5 else np.nan for b in betas])
-        claims.append(_claim("Monte Carlo matches digest §2 T=1e5 values within 0.01", bool(np.nanmax(np.abs(dg - means)) <= 0.01),
+        claims.append(_claim("Monte Carlo matches docs/theory.md §2 T=1e5 values within 0.01", bool(np.nanmax(np.abs(dg - means)) <= 0.01),
                              max_abs_diff=float(np.nanmax(np.abs(dg - means)))))
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 4.3))
@@ -534,7 +534,7 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         _claim("mean row entropy/ln T within 0.05 of finite-T theory at every β",
                bool(np.all(np.abs(ent - th_f) <= 0.05)), measured=ent, finite_T_theory=th_f, asymptotic=th_i,
                max_abs_diff_finite=float(np.max(np.abs(ent - th_f))), max_abs_diff_asymptotic=float(np.max(np.abs(ent - th_i)))),
-        _claim("mean row entropy/ln T within 0.05 of the digest §8 numbers (d=T=512)" + ("" if full else " — expected at --full"),
+        _claim("mean row entropy/ln T within 0.05 of docs/theory.md §8 numbers (d=T=512)" + ("" if full else " — expected at --full"),
                bool(np.all(np.abs(ent - np.asarray(FIG7_DIGEST_ENTROPY)) <= 0.05)),
                max_abs_diff=float(np.max(np.abs(ent - np.asarray(FIG7_DIGEST_ENTROPY)))), digest=FIG7_DIGEST_ENTROPY),
     ]
@@ -550,7 +550,7 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     a2.plot(bl, np.asarray(rem.stats(bl, 0.0, T, finite_T=True).entropy), label=f"finite-T theory (T={T})")
     a2.plot(bl, np.asarray(rem.stats(bl, 0.0, None).entropy), "--", label="T=∞: 1−β²/2")
     a2.errorbar(FIG7_BETAS, ent, yerr=ents.std(1), fmt="o", label="measured")
-    a2.plot(FIG7_BETAS, FIG7_DIGEST_ENTROPY, "x", label="digest §8 (d=T=512)")
+    a2.plot(FIG7_BETAS, FIG7_DIGEST_ENTROPY, "x", label="docs/theory.md §8 (d=T=512)")
     a2.set_xlabel(r"$\beta$")
     a2.set_ylabel("row entropy / ln T")
     a2.legend(fontsize=7)

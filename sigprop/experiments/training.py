@@ -8,7 +8,7 @@ ends, in ``OUT/runs/`` (atomically, with a fingerprint of its settings): an inte
 only its unfinished runs when run again with the same ``--out``.
 
 **Scale.** The defaults are CPU sizes (each figure ≤ 15 minutes on 2 cores; runs share the cores, one
-torch thread each); ``full=True`` uses the paper's sizes (digest §8: width 480–720, T = 512, 30–60 layers,
+torch thread each); ``full=True`` uses the paper's sizes (docs/theory.md §8: width 480–720, T = 512, 30–60 layers,
 batch 64) and needs a GPU. The corpus is the train CLI's default, ``synthetic`` (TinyStories-like stories
 generated offline), because TinyStories itself cannot be downloaded here. CPU-scale results are
 evidence about the CPU-scale models only: where a claim fails, the JSON says so.

@@ -1,6 +1,6 @@
 """PyTorch twin of a :class:`sigprop.Spec` (needs the ``torch`` extra).
 
-``TransformerStack(spec)`` builds the stack the theory describes (digest §1, §3, §6, §7), initialised
+``TransformerStack(spec)`` builds the stack the theory describes (docs/theory.md §1, §3, §6, §7), initialised
 with :func:`init_weights`; :class:`GainControlledAttention` is the centred attention as a drop-in module.
 Probes live in :mod:`sigprop.measure`.
 """

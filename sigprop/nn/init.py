@@ -1,4 +1,4 @@
-"""Initialisation of the torch twin, exactly as in Giorlandino & Goldt (digest §1), sigprop convention.
+"""Initialisation of the torch twin, exactly as in Giorlandino & Goldt (docs/theory.md §1), sigprop convention.
 
 With d the model width, T = ``spec.seq_len``, ``hidden`` the MLP width, all entries i.i.d.:
 

@@ -1,6 +1,6 @@
 """PyTorch twin of a :class:`sigprop.Spec`: the transformer stack the theory describes, at initialisation.
 
-Block structure (digest §3), with α on the **skip** path and no final LayerNorm after the stack, so that
+Block structure (docs/theory.md §3), with α on the **skip** path and no final LayerNorm after the stack, so that
 the hidden state after block ℓ is exactly the theory's state after ℓ block updates:
 
 * post-LN: ``x ← LN(α_SA x + SA(x))``, then ``x ← LN(α_MLP x + MLP(x))``;
@@ -8,7 +8,7 @@ the hidden state after block ℓ is exactly the theory's state after ℓ block u
 
 Self-attention per head h (``d_h = d / heads``): logits ``a_ts = (x_t W_Q)·(x_s W_K) / sqrt(d_h)``
 (no Q/K bias), ``A = softmax_s(a)``, values ``V = x W_V + b_V``, output ``concat_h(A V)`` (times an
-optional ``W_O``). Gain-controlled ("centred") attention (digest §6) outputs ``Σ_s (A_ts − 1/n_t) v_s``,
+optional ``W_O``). Gain-controlled ("centred") attention (docs/theory.md §6) outputs ``Σ_s (A_ts − 1/n_t) v_s``,
 where ``n_t`` is the number of keys row t may see (causal and padding masks respected).
 
 LayerNorm: ``nn.LayerNorm(d, eps=LN_EPS, elementwise_affine=False)`` by default. ``LN_EPS = 1e-6`` (not
@@ -125,13 +125,13 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head softmax self-attention in the convention of digest §1 (no Q/K bias, value bias, no W_O).
+    """Multi-head softmax self-attention in the convention of docs/theory.md §1 (no Q/K bias, value bias, no W_O).
 
     Parameters
     ----------
     d : model width d.
     heads : number of heads (divides d); ``d_h = d / heads`` and logits are scaled by ``1/sqrt(d_h)``.
-    centred : gain-controlled attention, output ``Σ_s (A_ts − 1/n_t) v_s`` (digest §6).
+    centred : gain-controlled attention, output ``Σ_s (A_ts − 1/n_t) v_s`` (docs/theory.md §6).
     causal : decoder mask (row t sees keys s ≤ t).
     out_proj : add an output projection ``W_O`` (no bias; init variance 1/d leaves σ_v² unchanged).
     dropout : dropout on ``A`` (after :attr:`probs`, so hooks see the clean ``A``) and on the output.
@@ -212,7 +212,7 @@ class SelfAttention(nn.Module):
 
 
 class GainControlledAttention(SelfAttention):
-    """Gain-controlled (centred) self-attention, digest §6: ``GC(X)_t = Σ_s (A_ts − 1/n_t) v_s``.
+    """Gain-controlled (centred) self-attention, docs/theory.md §6: ``GC(X)_t = Σ_s (A_ts − 1/n_t) v_s``.
 
     ``= (A V)_t − (mean of v_s over the n_t keys row t may see)``: the uniform part of the attention,
     which carries the common (rank-collapsing) component of the tokens, is removed. For an encoder
@@ -291,7 +291,7 @@ class Block(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """The torch twin of a scalar :class:`Spec`: ``spec.depth`` blocks, initialised as in digest §1.
+    """The torch twin of a scalar :class:`Spec`: ``spec.depth`` blocks, initialised as in docs/theory.md §1.
 
     ``model(inputs_embeds=x)`` feeds raw vectors ``x`` (``(B, T, d)``) to block 1 as given (no embedding
     LayerNorm), so their overlaps are the theory's ``(q0, ρ0)``. ``model(input_ids=ids,

@@ -1,7 +1,7 @@
 """Gaussian two-point maps of MLP activations (dual kernels).
 
 For pre-activations ``(u₁, u₂)`` jointly Gaussian with ``Var u_i = q₁`` and ``Cov(u₁, u₂) = p₁ = c q₁``,
-the MLP map of digest §3.3 needs
+the MLP map of docs/theory.md §3.3 needs
 
     K₁₁(q₁)    = E[φ(u₁)²],
     K₁₂(q₁, c) = E[φ(u₁) φ(u₂)].
@@ -244,7 +244,7 @@ def _quadrature_kernel(act: Activation, q1: np.ndarray, c: np.ndarray) -> tuple[
 
 
 def mlp_map(activation, q, p, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarray]:
-    """Mean-field map of ``W₂ φ(W₁x + b₁) + b₂`` on tokens with overlaps (q, p) (digest §3.3).
+    """Mean-field map of ``W₂ φ(W₁x + b₁) + b₂`` on tokens with overlaps (q, p) (docs/theory.md §3.3).
 
     ``W_i ~ N(0, σ_w²/fan_in)``, biases ``N(0, σ_b²)``:
     ``q₁ = σ_w² q + σ_b²``, ``p₁ = σ_w² p + σ_b²``, then

@@ -1,4 +1,4 @@
-"""Mean-field maps of the pieces of a transformer block on the token state (q, p) (digest §3, §6).
+"""Mean-field maps of the pieces of a transformer block on the token state (q, p) (docs/theory.md §3, §6).
 
 State: ``q`` = mean squared norm per dimension of a token, ``p`` = mean overlap ``x_t·x_τ/d`` of two
 distinct tokens; ``ρ = p/q`` is the mean cosine similarity. Every function is vectorised over arrays that
@@ -88,7 +88,7 @@ def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool, want_entropy: 
     """Row-averaged (Y², O, entropy / ln n) for effective inverse temperature ``b = β sqrt(q(q − p))``.
 
     Every row's logits have fluctuation std ``s = b sqrt(ln T)``; a row seeing ``n_t`` keys is a REM with
-    ``n_t`` configurations, i.e. effective ``b_t = b sqrt(ln T / ln n_t)`` (digest §7).
+    ``n_t`` configurations, i.e. effective ``b_t = b sqrt(ln T / ln n_t)`` (docs/theory.md §7).
     """
     if not causal or seq_len is None:  # one representative row with n = T keys: no row axis needed
         if finite_T:
@@ -135,8 +135,8 @@ def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool, want_entropy: 
 def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = True, causal: bool = False) -> AttentionOut:
     """Self-attention ``y_t = Σ_s A_ts x_s`` (softmax) or ``Σ_s (A_ts − 1/n) x_s`` (centred) on state (q, p).
 
-    Result 1 (digest §3.1): ``q' = p + (q − p) Y²``, ``p' = p + (q − p) O`` where Y² = E Σ_s A_ts² and
-    O = E Σ_s A_ts A_τs (0 at T = ∞). Centred (digest §6): ``q' = (q − p)(Y² − 1/n)``,
+    Result 1 (docs/theory.md §3.1): ``q' = p + (q − p) Y²``, ``p' = p + (q − p) O`` where Y² = E Σ_s A_ts² and
+    O = E Σ_s A_ts A_τs (0 at T = ∞). Centred (docs/theory.md §6): ``q' = (q − p)(Y² − 1/n)``,
     ``p' = (q − p)(O − 1/n)`` — the branch never adds a component common to all tokens.
     The logits of a row have fluctuation variance ``β² ln T · q (q − p)`` with T = ``seq_len``.
     """
@@ -212,7 +212,7 @@ def block(q, p, spec, *, finite_T: bool = True, scale=1.0, want_entropy: bool = 
 
     Post-LN: ``x ← LN(α_SA x + V(A(x)))``, ``x ← LN(α_MLP x + MLP(x))``.
     Pre-LN:  ``x ← α_SA x + V(A(LN x))``, ``x ← α_MLP x + MLP(LN x)``; the attention β_c is evaluated on
-    ``LN x`` (the corrected pre-LN β_c, digest §3.5).
+    ``LN x`` (the corrected pre-LN β_c, docs/theory.md §3.5).
     The value bias cancels in centred attention (``Σ_s (A_ts − 1/n) = 0``).
 
     ``scale``: the pre-LN residual stream is stored as ``(q, p)/scale`` so that it stays finite when it

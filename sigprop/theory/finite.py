@@ -1,4 +1,4 @@
-"""Exact finite-T expectations of one REM attention row (digest §2, a sigprop extension).
+"""Exact finite-T expectations of one REM attention row (docs/theory.md §2, a sigprop extension).
 
 Setting: one softmax-attention row with ``n`` keys (``n = T`` for an encoder row), logits
 ``a_1..a_n`` i.i.d. ``N(0, s²)`` with ``s = b·sqrt(ln T)`` (``b`` is the effective inverse temperature

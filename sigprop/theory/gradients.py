@@ -1,4 +1,4 @@
-"""Result 2: expected squared gradient norms of one self-attention layer at initialisation (digest §4).
+"""Result 2: expected squared gradient norms of one self-attention layer at initialisation (docs/theory.md §4).
 
 Setting and assumptions
 -----------------------
@@ -52,7 +52,7 @@ Finite width (optional, ``finite_width=True``): keeping the exact Gram matrix ``
 tokens and averaging it by Isserlis' theorem (``A`` treated as independent of it) gives
 ``E tr(J Q J Q) = (q − p)² [(1 + 1/d) E tr J² + E (1 − Σ_s A_s²)² / d]``. The second term is the
 ``(tr J)²/d`` of a rank-d Gram matrix; it dominates when ``E tr J² ≲ 1/d``, i.e. in the low-β phase with
-``T > d``, where the d → ∞ law underestimates the gradient (digest §4 reports 2–6× at β ≤ 0.5).
+``T > d``, where the d → ∞ law underestimates the gradient (docs/theory.md §4 reports 2–6× at β ≤ 0.5).
 
 Where the theory stops
 ----------------------

@@ -1,4 +1,4 @@
-"""Propagate the token state (q, p) through a whole stack (digest §3, §5).
+"""Propagate the token state (q, p) through a whole stack (docs/theory.md §3, §5).
 
 :func:`propagate` applies :func:`sigprop.theory.blocks.block` ``L`` times to arrays, so a grid ``Spec``
 (e.g. β × α_SA for a diagram) is one propagation, not a Python loop over points.
@@ -179,7 +179,7 @@ def _ratio(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def single_layer_cosine(beta, rho, seq_len=None, *, finite_T: bool = True) -> np.ndarray:
-    """ρ' after one bare softmax-attention layer on unit-norm tokens (Result 1, digest §3.1).
+    """ρ' after one bare softmax-attention layer on unit-norm tokens (Result 1, docs/theory.md §3.1).
 
     T = ∞: ``ρ' = ρ / (ρ + (1 − ρ) Y²)``. Finite T: ``(ρ + (1 − ρ) O) / (ρ + (1 − ρ) Y²)``.
     """

@@ -1,4 +1,4 @@
-"""Random Energy Model (REM) statistics of one softmax-attention row (digest §2).
+"""Random Energy Model (REM) statistics of one softmax-attention row (docs/theory.md §2).
 
 One query row ``t`` of a self-attention layer at initialisation has logits ``a_ts`` whose row-fluctuating
 part is Gaussian with variance ``s² = β² ln T · q (q − p)`` (``q``: squared norm per dimension of the
@@ -15,7 +15,7 @@ Two conventions are available everywhere:
 
 * **asymptotic** (``seq_len=None`` / ``finite_T=False``): the paper's T → ∞ 1-RSB results;
 * **finite T** (default where a sequence length is known): exact expectations over i.i.d. Gaussian
-  logits with ``T`` keys from :mod:`sigprop.theory.finite` (a sigprop extension, digest §2).
+  logits with ``T`` keys from :mod:`sigprop.theory.finite` (a sigprop extension, docs/theory.md §2).
 """
 
 from __future__ import annotations
