@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from sigprop.io import jsonable
 from sigprop.spec import _ARRAY_FIELDS, Spec
+from sigprop.theory import gradients as grad_theory
 from sigprop.theory.propagate import propagate
 
 TRAINABLE, RANK, ENTROPY = 0, 1, 2
@@ -297,23 +299,6 @@ def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool
 # --------------------------------------------------------------------------- the full report
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 @dataclass(frozen=True)
 class Verdict:
     """Where one scalar spec sits: its region, the boundaries it is close to, and how far it is from
@@ -344,14 +329,7 @@ def verdict(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy
     beta_c = float(np.min(bc)) if bc.size else math.inf
     if alpha_c is None:
         alpha_c = float(critical_alpha(spec, eps=eps, finite_T=finite_T))
-    gv = False
-    if gradients:
-        try:
-            from sigprop.theory import gradients as gr
-        except ImportError:  # pragma: no cover
-            gr = None
-        if gr is not None:
-            gv = bool(np.asarray(gr.vanishing_mask(d)).ravel()[0])
+    gv = bool(np.asarray(grad_theory.vanishing_mask(d)).ravel()[0]) if gradients else False
     warns: list[str] = []
     if region != "rank_collapse" and rho_L >= 1.0 - eps - RHO_MARGIN:
         warns.append(f"near rank collapse: ρ_L = {rho_L:.3f} is within {RHO_MARGIN:g} of the threshold 1 − ε = {1 - eps:g}")
@@ -415,7 +393,7 @@ class Report:
         payload.update({"your_model": {"beta": self.spec.beta, "alpha_sa": self.spec.alpha_sa, "region": self.region},
                         "recommended": self.recommended.to_dict() if self.recommended else None,
                         "alpha_c": self.alpha_c, "summary": self.summary})
-        return _jsonable(payload)
+        return jsonable(payload)
 
     def to_json(self, arrays_file: str | None = None) -> str:
         return json.dumps(self.to_dict(arrays_file), indent=None if arrays_file else 2, allow_nan=False)
@@ -440,12 +418,7 @@ def report(spec: Spec, beta_grid=None, alpha_grid=None, *,
     d = diagram(spec, ("beta", betas), ("alpha_sa", alphas), eps=eps, entropy_rule=entropy_rule,
                 entropy_fraction=entropy_fraction, finite_T=finite_T)
     if gradients:
-        try:
-            from sigprop.theory import gradients as gr
-        except ImportError:  # pragma: no cover
-            gr = None
-        if gr is not None:
-            d.overlays["grad_vanishing"] = gr.vanishing_mask(d)
+        d.overlays["grad_vanishing"] = grad_theory.vanishing_mask(d)
     rec = recommend_from(d)
     alpha_c = float(critical_alpha(spec, eps=eps, finite_T=finite_T))
     v = verdict(spec, eps=eps, entropy_rule=entropy_rule, entropy_fraction=entropy_fraction, finite_T=finite_T,

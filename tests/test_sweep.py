@@ -49,8 +49,9 @@ def cfg(cache, **kw):
 SPEC = Spec(depth=1, width=16, seq_len=T)
 
 
-def test_sweep_writes_points_and_rerun_skips(tmp_path, data, cache, monkeypatch):
-    calls = []
+def _count_run_point(monkeypatch) -> list:
+    """Record the 4th argument (the point) of every sweep.run_point call; returns the live list."""
+    calls: list = []
     real = sw.run_point
 
     def counting(*a, **k):
@@ -58,6 +59,11 @@ def test_sweep_writes_points_and_rerun_skips(tmp_path, data, cache, monkeypatch)
         return real(*a, **k)
 
     monkeypatch.setattr(sw, "run_point", counting)
+    return calls
+
+
+def test_sweep_writes_points_and_rerun_skips(tmp_path, data, cache, monkeypatch):
+    calls = _count_run_point(monkeypatch)
     res = sw.sweep(SPEC, [0.5, 3.0], [0.5, 1.5], cfg(cache), tmp_path, workers=1, data=data, plot=False)
     assert len(calls) == 4 and res.ran == 4 and res.skipped == 0
     files = sorted(p.name for p in (tmp_path / "points").iterdir())
@@ -193,14 +199,7 @@ def test_sweep_skips_point_claimed_by_another_process(tmp_path, data, cache, mon
 
     from filelock import FileLock
 
-    calls = []
-    real = sw.run_point
-
-    def counting(*a, **k):
-        calls.append(a[3])
-        return real(*a, **k)
-
-    monkeypatch.setattr(sw, "run_point", counting)
+    calls = _count_run_point(monkeypatch)
     betas, alphas = [0.5, 3.0], [0.5]
     held = sw.point_key(0.5, 0.5)
     path = tmp_path / "points" / f"{held}.json"

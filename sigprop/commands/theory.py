@@ -95,7 +95,7 @@ def propagate_cmd(
     fmt: FormatO = Format.text,
 ) -> None:
     """Per-layer theory: ρ_ℓ, q_ℓ, Y²_ℓ, attention entropy, β_c(ρ_{ℓ−1})."""
-    from sigprop.diagram import verdict, where
+    from sigprop.diagram import verdict
     from sigprop.theory.propagate import propagate
 
     spec = build_spec(**locals())
@@ -104,8 +104,8 @@ def propagate_cmd(
         pr = propagate(spec, finite_T=not asymptotic, progress=(lambda ell, L: b.advance()) if show else None)
     if show:
         console.print(f"checking the margins (α_c by bisection over L={spec.depth} blocks, β_c) …")
-    region = where(spec, finite_T=not asymptotic)
-    v = verdict(spec, finite_T=not asymptotic)
+    v = verdict(spec, finite_T=not asymptotic)  # its region is where()'s, with the same defaults
+    region = v.region
     if fmt == Format.json:
         d = pr.to_dict()
         d["region"] = region
