@@ -38,6 +38,12 @@ ArrayLike = float | int | np.ndarray
 
 NORMS = ("post", "pre")
 ATTENTIONS = ("softmax", "centred")
+#: plain MLP activations ``W₂ φ(W₁ x + b₁) + b₂`` (the theory has a Gaussian kernel for each)
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "erf", "identity")
+#: gated MLPs ``W₂ (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b₂`` and their gate nonlinearity φ
+GATED = {"swiglu": "silu", "geglu": "gelu"}
+BLOCKS = ("sequential", "parallel")
+NORM_TYPES = ("layernorm", "rmsnorm")
 
 #: numeric fields that may be arrays (broadcast together), with (lower, upper, lower_inclusive)
 _ARRAY_FIELDS: dict[str, tuple[float, float, bool]] = {
@@ -50,7 +56,12 @@ _ARRAY_FIELDS: dict[str, tuple[float, float, bool]] = {
     "sigma_bv2": (0.0, math.inf, True),
     "rho0": (0.0, 1.0, True),
     "q0": (0.0, math.inf, False),
+    "sigma_w2_out": (0.0, math.inf, False),
 }
+
+
+#: array fields whose ``None`` means "the same as another field"
+_OPTIONAL_ARRAYS = {"sigma_bv2": "sigma_b2", "sigma_w2_out": "sigma_w2"}
 
 
 def _range_text(lo: float, hi: float, lo_inc: bool) -> str:
@@ -83,11 +94,14 @@ class Spec:
     depth : number of blocks L (1 ≤ L ≤ 100 000).
     norm : ``"post"`` (BERT: ``LN(αx + F(x))``) or ``"pre"`` (``αx + F(LN x)``).
     attention : ``"softmax"`` or ``"centred"`` (gain-controlled: ``Σ_s (A_ts − 1/T) v_s``, docs/theory.md §6).
-    activation : MLP nonlinearity, a name from :data:`sigprop.theory.activations.NAMES` or a
-        vectorised callable ``φ(np.ndarray) -> np.ndarray``.
+    activation : MLP nonlinearity, a name from :data:`ACTIVATIONS`, a gated MLP from :data:`GATED`
+        (``swiglu``: ``W₂ (SiLU(W_g x + b_g) ⊙ (W_u x + b_u)) + b₂``, ``geglu`` with GELU) or a vectorised
+        callable ``φ(np.ndarray) -> np.ndarray``.
     beta : β ≥ 0, query/key scale (see module docstring).
     alpha_sa, alpha_mlp : α ≥ 0, skip-path strengths.
-    sigma_w2 : σ_w² > 0, MLP weight variance × width.
+    sigma_w2 : σ_w² > 0, MLP input weight variance × fan-in (W₁, and W_g, W_u of a gated MLP).
+    sigma_w2_out : σ_w,out² > 0, MLP output weight variance × fan-in (W₂ ~ N(0, σ_w,out²/d_ff));
+        ``None`` means ``sigma_w2``.
     sigma_v2 : σ_v² ≥ 0, value weight variance × width.
     sigma_b2 : σ_b² ≥ 0, bias variance (MLP; value too unless ``sigma_bv2`` is given).
     sigma_bv2 : value-bias variance; ``None`` means ``sigma_b2``.
@@ -97,7 +111,15 @@ class Spec:
     mlp_ratio : MLP hidden width / d (torch twin; the theory needs it large only).
     causal : decoder (row t sees t keys, docs/theory.md §7) instead of encoder.
     rho0 : ρ₀ ∈ [0, 1], mean cosine similarity of the tokens entering block 1.
-    q0 : q₀ > 0, mean squared norm per dimension entering block 1 (1 after an embedding LayerNorm).
+    q0 : q₀ > 0, mean squared norm per dimension entering block 1 (1 after an embedding LayerNorm;
+        GPT-2's pre-LN stream enters with q ≈ 8·10⁻⁴).
+    block : ``"sequential"`` (attention then MLP) or ``"parallel"`` (GPT-NeoX/Pythia, GPT-J:
+        ``x ← α x + SA(LN₁ x) + MLP(LN₂ x)``; the skip strength is ``alpha_sa``).
+    norm_type : ``"layernorm"`` or ``"rmsnorm"`` (no mean subtraction; the same map up to O(1/d)).
+    rope_fraction : fraction of each head's dimensions rotated by RoPE (0 = no rotary embedding).
+    rope_theta : RoPE base θ (frequencies θ^{-2i/r} over the r rotated dimensions of a head).
+    kv_heads : number of key/value heads (grouped-query attention); ``None`` means ``heads``.
+    window : sliding-window attention: a (causal) row sees at most ``window`` keys; ``None`` = no window.
     """
 
     depth: int = 12
@@ -118,6 +140,13 @@ class Spec:
     causal: bool = False
     rho0: ArrayLike = 0.03
     q0: ArrayLike = 1.0
+    sigma_w2_out: ArrayLike | None = None
+    block: Literal["sequential", "parallel"] = "sequential"
+    norm_type: Literal["layernorm", "rmsnorm"] = "layernorm"
+    rope_fraction: float = 0.0
+    rope_theta: float = 10000.0
+    kv_heads: int | None = None
+    window: int | None = None
     _frozen_arrays: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,10 +161,9 @@ class Spec:
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}; got {self.attention!r}")
         if isinstance(self.activation, str):
-            from sigprop.theory.activations import NAMES
-
-            if self.activation.lower() not in NAMES:
-                raise ValueError(f"activation must be one of {NAMES} or a callable; got {self.activation!r}")
+            names = ACTIVATIONS + tuple(GATED)
+            if self.activation.lower() not in names:
+                raise ValueError(f"activation must be one of {names} or a callable; got {self.activation!r}")
             setf("activation", self.activation.lower())
         elif not callable(self.activation):
             raise ValueError(f"activation must be a name or a callable; got {self.activation!r}")
@@ -149,9 +177,29 @@ class Spec:
         if not (isinstance(self.mlp_ratio, (int, float)) and 0 < float(self.mlp_ratio) <= 64):
             raise ValueError(f"mlp_ratio must be in (0, 64]; got {self.mlp_ratio!r}")
         setf("causal", bool(self.causal))
+        if self.block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}; got {self.block!r}")
+        if self.norm_type not in NORM_TYPES:
+            raise ValueError(f"norm_type must be one of {NORM_TYPES}; got {self.norm_type!r}")
+        for name, lo, hi, lo_inc in (("rope_fraction", 0.0, 1.0, True), ("rope_theta", 1.0, 1e12, True)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (
+                    (lo <= float(v) if lo_inc else lo < float(v)) and float(v) <= hi):
+                raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {v!r}")
+            setf(name, float(v))
+        if self.kv_heads is not None:
+            v = self.kv_heads
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= self.heads or self.heads % int(v):
+                raise ValueError(f"kv_heads must be an integer in [1, heads={self.heads}] that divides heads; got {v!r}")
+            setf("kv_heads", int(v))
+        if self.window is not None:
+            v = self.window
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= 10**15:
+                raise ValueError(f"window must be an integer ≥ 1 (keys a row may see) or None; got {v!r}")
+            setf("window", int(v))
         for name in _ARRAY_FIELDS:
             v = getattr(self, name)
-            if name == "sigma_bv2" and v is None:
+            if name in _OPTIONAL_ARRAYS and v is None:
                 continue
             v = _check_array(name, v)
             if isinstance(v, np.ndarray):
@@ -174,6 +222,21 @@ class Spec:
     def bias_v2(self) -> ArrayLike:
         """Value-bias variance actually used (``sigma_bv2`` or ``sigma_b2``)."""
         return self.sigma_b2 if self.sigma_bv2 is None else self.sigma_bv2
+
+    @property
+    def w2_out(self) -> ArrayLike:
+        """MLP output-weight variance actually used (``sigma_w2_out`` or ``sigma_w2``)."""
+        return self.sigma_w2 if self.sigma_w2_out is None else self.sigma_w2_out
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads actually used (``kv_heads`` or ``heads``)."""
+        return self.heads if self.kv_heads is None else self.kv_heads
+
+    @property
+    def gated(self) -> bool:
+        """Whether the MLP is gated (``swiglu``/``geglu``)."""
+        return isinstance(self.activation, str) and self.activation in GATED
 
     @property
     def is_grid(self) -> bool:
@@ -239,3 +302,36 @@ def std_from_beta(beta: float, *, width: int, seq_len: int) -> float:
     if beta < 0:
         raise ValueError(f"beta must be ≥ 0; got {beta}")
     return math.sqrt(beta) * math.log(seq_len) ** 0.25 / math.sqrt(width)
+
+
+# --------------------------------------------------------------------------- the block recipe
+@dataclass(frozen=True)
+class Sublayer:
+    """One residual update ``x ← N_out(α · x + Σ_b F_b(N_in x))`` of a block (docs/theory.md §3).
+
+    ``branches``: the branch kinds summed on the residual stream (``("attn",)``, ``("mlp",)``, or both
+    for a parallel block); ``alpha``: the Spec field holding the skip strength α; ``norm_in``: every branch
+    reads a normalised copy of the stream (pre-LN; each branch has its own norm); ``norm_out``: the sum is
+    normalised (post-LN). Branches add in quadrature to the skip and to each other (independent random
+    output weights), which is what the mean-field map and the torch twin both rely on.
+    """
+
+    branches: tuple[str, ...]
+    alpha: str
+    norm_in: bool
+    norm_out: bool
+
+
+def recipe(spec: Spec) -> tuple[Sublayer, ...]:
+    """The sublayers of one block of ``spec``, in order: the one recipe the theory map
+    (:func:`sigprop.theory.blocks.block`) and the torch twin (:class:`sigprop.nn.Block`) both follow.
+
+    * sequential post-LN: ``x ← LN(α_SA x + SA(x))``, ``x ← LN(α_MLP x + MLP(x))``;
+    * sequential pre-LN: ``x ← α_SA x + SA(LN x)``, ``x ← α_MLP x + MLP(LN x)``;
+    * parallel post-LN: ``x ← LN(α_SA x + SA(x) + MLP(x))``;
+    * parallel pre-LN (GPT-NeoX, GPT-J): ``x ← α_SA x + SA(LN₁ x) + MLP(LN₂ x)``.
+    """
+    pre = spec.norm == "pre"
+    if spec.block == "parallel":
+        return (Sublayer(("attn", "mlp"), "alpha_sa", pre, not pre),)
+    return (Sublayer(("attn",), "alpha_sa", pre, not pre), Sublayer(("mlp",), "alpha_mlp", pre, not pre))

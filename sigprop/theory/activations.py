@@ -22,7 +22,9 @@ import numpy as np
 from scipy import special
 from scipy.interpolate import CubicSpline
 
-NAMES = ("relu", "gelu", "silu", "tanh", "erf", "identity")
+from sigprop.spec import ACTIVATIONS
+
+NAMES = ACTIVATIONS  # the names live in the spec (one place)
 
 #: Nodes of the θ-table (θ = arccos c ∈ [0, π]).
 THETA_NODES = 385
