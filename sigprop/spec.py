@@ -181,12 +181,11 @@ class Spec:
             raise ValueError(f"block must be one of {BLOCKS}; got {self.block!r}")
         if self.norm_type not in NORM_TYPES:
             raise ValueError(f"norm_type must be one of {NORM_TYPES}; got {self.norm_type!r}")
-        for name, lo, hi, lo_inc in (("rope_fraction", 0.0, 1.0, True), ("rope_theta", 1.0, 1e12, True)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (
-                    (lo <= float(v) if lo_inc else lo < float(v)) and float(v) <= hi):
-                raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {v!r}")
-            setf(name, float(v))
+        for name, lo, hi in (("rope_fraction", 0.0, 1.0), ("rope_theta", 1.0, 1e12)):
+            num = getattr(self, name)
+            if isinstance(num, bool) or not isinstance(num, (int, float, np.integer, np.floating)) or not lo <= float(num) <= hi:
+                raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {num!r}")
+            setf(name, float(num))
         if self.kv_heads is not None:
             v = self.kv_heads
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= self.heads or self.heads % int(v):
