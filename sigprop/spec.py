@@ -181,10 +181,10 @@ class Spec:
             raise ValueError(f"block must be one of {BLOCKS}; got {self.block!r}")
         if self.norm_type not in NORM_TYPES:
             raise ValueError(f"norm_type must be one of {NORM_TYPES}; got {self.norm_type!r}")
-        for name, lo, hi in (("rope_fraction", 0.0, 1.0), ("rope_theta", 1.0, 1e12)):
+        for name, flo, fhi in (("rope_fraction", 0.0, 1.0), ("rope_theta", 1.0, 1e12)):
             num = getattr(self, name)
-            if isinstance(num, bool) or not isinstance(num, (int, float, np.integer, np.floating)) or not lo <= float(num) <= hi:
-                raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {num!r}")
+            if isinstance(num, bool) or not isinstance(num, (int, float, np.integer, np.floating)) or not flo <= float(num) <= fhi:
+                raise ValueError(f"{name} must be a number in [{flo:g}, {fhi:g}]; got {num!r}")
             setf(name, float(num))
         if self.kv_heads is not None:
             v = self.kv_heads
