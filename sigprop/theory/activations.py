@@ -103,9 +103,9 @@ class Activation:
             shape = np.broadcast_shapes(q1.shape, c.shape)
             return np.full(shape, k11), k12.reshape(shape)
         if self.closed_form and not force_quadrature:
-            k11, k12 = _CLOSED[self.name]
+            f11, f12 = _CLOSED[self.name]
             shape = np.broadcast_shapes(q1.shape, c.shape)
-            return np.broadcast_to(k11(q1), shape).astype(float), np.broadcast_to(k12(q1, c), shape).astype(float)
+            return np.broadcast_to(f11(q1), shape).astype(float), np.broadcast_to(f12(q1, c), shape).astype(float)
         return _quadrature_kernel(self, q1, c)
 
 
@@ -311,10 +311,10 @@ def mlp_map(activation, q, p, sigma_w2, sigma_b2, sigma_w2_out=None) -> tuple[np
     if q1.ndim == 0 and p1.size >= FAST_MIN_SIZE and q1 > 0:  # one q₁ for the whole grid (after a LayerNorm)
         c = p1 * (1.0 / float(q1))
         np.clip(c, -1.0, 1.0, out=c)
-        k11, k12 = act._dense_kernel(float(q1), c)
-        k12 *= w_out
-        k12 += sigma_b2
-        return sigma_b2 + w_out * k11, k12
+        d11, d12 = act._dense_kernel(float(q1), c)
+        d12 *= w_out
+        d12 += sigma_b2
+        return sigma_b2 + w_out * d11, d12
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.where(q1 > 0, p1 / np.where(q1 > 0, q1, 1.0), 1.0)
     k11, k12 = act.kernel(q1, np.clip(c, -1.0, 1.0))
