@@ -227,3 +227,13 @@ def test_library_never_imports_the_cli():
             if name in ("sigprop.cli", "sigprop.commands") or name.startswith(("sigprop.cli.", "sigprop.commands.")):
                 bad.append(f"{rel}: {name}")
     assert not bad, bad
+
+
+def test_every_command_module_is_registered():
+    import sigprop.cli as cli
+
+    registered = {m.__name__ for m in cli.COMMAND_MODULES}
+    folder = Path(__file__).resolve().parents[1] / "sigprop" / "commands"
+    for path in folder.glob("*.py"):
+        if "\ndef register(" in path.read_text():
+            assert f"sigprop.commands.{path.stem}" in registered, path.name
