@@ -237,3 +237,11 @@ def test_every_command_module_is_registered():
     for path in folder.glob("*.py"):
         if "\ndef register(" in path.read_text():
             assert f"sigprop.commands.{path.stem}" in registered, path.name
+
+
+@pytest.mark.parametrize("command", SPEC_COMMANDS)
+def test_help_lists_the_new_options(command):
+    r = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    for flag in CONTRACT:
+        assert flag in r.output, flag
