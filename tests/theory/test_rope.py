@@ -47,6 +47,23 @@ def test_causal_matches_brute_force(f, theta, d_h, T, window):
     assert rope.cbar(f, theta, d_h, T, causal=True, window=window) == pytest.approx(np.mean(want[1:]), abs=1e-12)
 
 
+def _band(T, W):
+    """Keys of each row of a non-causal window, written as in the torch twin: −⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉."""
+    lo, hi = (W - 1) // 2, W - 1 - (W - 1) // 2
+    return [[s for s in range(T) if -lo <= s - t <= hi] for t in range(T)]
+
+
+@pytest.mark.parametrize("T, W", [(20, 5), (20, 6), (9, 1), (15, 40), (30, 29)])
+def test_noncausal_window_matches_brute_force(T, W):
+    f, theta, d_h = 1.0, 1e4, 64
+    keys = _band(T, W)
+    np.testing.assert_array_equal(rope.row_lengths(T, causal=False, window=W), [len(k) for k in keys])
+    want = [_brute_row(len(k), f, theta, d_h) if len(k) >= 2 else 1.0 for k in keys]
+    np.testing.assert_allclose(rope.cbar_rows(f, theta, d_h, T, window=W, causal=False), want, atol=1e-12)
+    paired = [w for w, k in zip(want, keys, strict=True) if len(k) >= 2]
+    assert rope.cbar(f, theta, d_h, T, window=W) == pytest.approx(np.mean(paired) if paired else 1.0, abs=1e-12)
+
+
 def test_key_overlap_is_the_trace_of_the_rotation():
     for f, theta, d_h in ((1.0, 1e4, 64), (0.25, 500.0, 32)):
         deltas = np.array([0, 1, 5, -5, 130])
@@ -82,6 +99,10 @@ def test_window_rows_repeat_and_window_above_T_is_no_window():
     rows = rope.cbar_rows(1.0, 1e4, 64, 50, window=8)
     assert np.all(rows[7:] == rows[7])
     np.testing.assert_array_equal(rope.cbar_rows(1.0, 1e4, 64, 50, window=500), rope.cbar_rows(1.0, 1e4, 64, 50))
+    for W in (99, 100, 500):  # a band that covers the whole sequence is no window
+        assert rope.cbar(1.0, 1e4, 64, 50, window=W) == pytest.approx(rope.cbar(1.0, 1e4, 64, 50), abs=1e-14)
+    np.testing.assert_array_equal(rope.cbar_rows(1.0, 1e4, 64, 50, causal=False),
+                                  np.full(50, rope.cbar(1.0, 1e4, 64, 50)))
 
 
 def test_fast_and_cached_for_long_sequences():
@@ -103,7 +124,7 @@ def test_fast_and_cached_for_long_sequences():
     ({"rope_theta": 0.5}, "rope_theta"), ({"rope_theta": float("inf")}, "rope_theta"),
     ({"head_dim": 0}, "head_dim"), ({"seq_len": 1}, "seq_len"), ({"seq_len": 2.5}, "seq_len"),
     ({"rope_fraction": 0.3, "head_dim": 10}, "even"), ({"window": 0, "causal": True}, "window"),
-    ({"window": 5}, "window"),
+    ({"window": 0}, "window"), ({"window": 2.5}, "window"),
 ])
 def test_domain_errors(kw, match):
     args = {"rope_fraction": 1.0, "rope_theta": 1e4, "head_dim": 64, "seq_len": 64} | kw
