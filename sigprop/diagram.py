@@ -395,6 +395,8 @@ def verdict(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy
     1 − ε, or α_SA within :data:`ALPHA_MARGIN` of α_c), near entropy collapse (β within
     :data:`BETA_MARGIN` of β_c), inside the vanishing-W_Q-gradient region (arXiv 2505.24333 §3), and
     the distance to ``recommended`` when given."""
+    if alpha_c is None:  # first: its grid propagations build the finite-T tables the two below then reuse
+        alpha_c = float(critical_alpha(spec, eps=eps, finite_T=finite_T))
     d = diagram(spec, ("beta", [spec.beta]), ("alpha_sa", [spec.alpha_sa]), eps=eps, entropy_rule=entropy_rule,
                 entropy_fraction=entropy_fraction, finite_T=finite_T)
     region = LABELS[int(d.labels[0, 0])]
@@ -402,8 +404,6 @@ def verdict(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy
     prop = propagate(spec, finite_T=finite_T, record=("beta_c",))
     bc = np.asarray(prop.beta_c, dtype=float)[1:]
     beta_c = float(np.min(bc)) if bc.size else math.inf
-    if alpha_c is None:
-        alpha_c = float(critical_alpha(spec, eps=eps, finite_T=finite_T))
     gv = bool(np.asarray(grad_theory.vanishing_mask(d)).ravel()[0]) if gradients else False
     warns: list[str] = []
     if region != "rank_collapse" and rho_L >= 1.0 - eps - RHO_MARGIN:
