@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from sigprop.experiments.registry import register
 from sigprop.io import dumps, write_atomic
+from sigprop.progress import bar as progress_bar
 
-console = Console(stderr=True)
 
 MODE_HELP = "random: unit-norm random δ through one attention layer (the theory's setting); mlm: masked-LM-like loss on the whole stack"
 
@@ -110,17 +110,10 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
         from sigprop.experiments import gradients as E
 
         t0 = time.time()
-        if progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(TextColumn("measuring ‖∂L/∂W_Q‖"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console, transient=False) as bar:
-                task = bar.add_task("models", total=len(betas) * len(seq_lens) * len(widths) * seeds)
-                recs = E.sweep(betas, seq_lens, widths, seeds, mode=mode, depth=depth, sigma_v2=sv2,
-                               progress=lambda done, total: bar.update(task, completed=done), **({"rho": rho} if mode == "random" else {}))
-        else:
+        n_models = len(betas) * len(seq_lens) * len(widths) * seeds
+        with progress_bar(progress, "measuring ‖∂L/∂W_Q‖", n_models) as bar:
             recs = E.sweep(betas, seq_lens, widths, seeds, mode=mode, depth=depth, sigma_v2=sv2,
-                           **({"rho": rho} if mode == "random" else {}))
+                           progress=lambda done, total: bar.advance(), **({"rho": rho} if mode == "random" else {}))
         summ = E.summarise(recs)
         for r in summ:
             T, d = r["seq_len"], r["width"]
@@ -164,9 +157,9 @@ def y_label(measured: bool) -> str:
 
 
 def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None:
-    from sigprop.plot import _plt, savefig_atomic
+    from sigprop.plot import pyplot, savefig_atomic
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.6, 4.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     measured = "summary" in payload
@@ -235,3 +228,9 @@ def reproduce_fig3c(out: Path, full: bool = False, progress: bool = True) -> dic
     payload["full"] = bool(full)
     write_atomic(Path(out) / "gradients.json", dumps(payload))
     return payload
+
+
+@register("fig3c", help="‖∂L/∂W_Q‖ vs β and its (T, d) collapse (gradients module)")
+def fig3c(out: Path, full: bool, seeds: int | None, progress: bool) -> dict[str, Any]:
+    """Gradient ‖∂L/∂W_Q‖ vs β (:func:`reproduce_fig3c`; its seeds are fixed per size)."""
+    return reproduce_fig3c(out, full=full, progress=progress)
