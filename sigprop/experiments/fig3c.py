@@ -25,21 +25,21 @@ MODE_HELP = "random: unit-norm random δ through one attention layer (the theory
 
 def _check_sizes(seq_lens: list[int], widths: list[int], seeds: int, depth: int, mode: str) -> None:
     if not seq_lens or not widths:
-        raise ValueError("give at least one --seq-len and one --width")
+        raise ValueError("seq_lens and widths need at least one value each")
     for T in seq_lens:
         if not 2 <= T <= 65536:
-            raise ValueError(f"--seq-len must be in [2, 65536]; got {T}")
+            raise ValueError(f"seq_lens must be in [2, 65536]; got {T}")
     for d in widths:
         if not 1 <= d <= 8192:
-            raise ValueError(f"--width must be in [1, 8192]; got {d}")
+            raise ValueError(f"widths must be in [1, 8192]; got {d}")
     if not 1 <= seeds <= 1000:
-        raise ValueError(f"--seeds must be in [1, 1000]; got {seeds}")
+        raise ValueError(f"seeds must be in [1, 1000]; got {seeds}")
     if not 1 <= depth <= 64:
-        raise ValueError(f"--depth must be in [1, 64]; got {depth}")
+        raise ValueError(f"depth must be in [1, 64]; got {depth}")
     if mode not in ("random", "mlm"):
-        raise ValueError(f"--mode must be 'random' or 'mlm'; got {mode!r}")
+        raise ValueError(f"mode must be 'random' or 'mlm'; got {mode!r}")
     if mode == "random" and depth != 1:
-        raise ValueError("--mode random measures a single attention layer; use --mode mlm with --depth > 1")
+        raise ValueError("mode 'random' measures a single attention layer; use mode 'mlm' with depth > 1")
 
 
 def theory_curves(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, rho: float = 0.0, q: float = 1.0,
@@ -92,11 +92,11 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
     if betas.size < 1 or np.any(~np.isfinite(betas)) or np.any(betas < 0):
         raise ValueError("β values must be finite and ≥ 0")
     if not 0.0 <= rho < 1.0:
-        raise ValueError(f"--rho must be in [0, 1); got {rho}")
+        raise ValueError(f"rho must be in [0, 1); got {rho}")
     _check_sizes(seq_lens, widths, seeds, depth, mode)
     sv2 = (1.0 if mode == "random" else 0.2) if sigma_v2 is None else float(sigma_v2)
     if sv2 <= 0:
-        raise ValueError(f"--sigma-v2 must be > 0; got {sv2}")
+        raise ValueError(f"sigma_v2 must be > 0; got {sv2}")
     payload: dict[str, Any] = {
         "result": "Result 2: E‖∂L/∂W_Q‖² ≃ d β sqrt(ln T) q σ_v² (q−p)² Σ_t|δ_t|² E tr J², "
                   "T=∞: d sqrt(ln T) σ_v² q (q−p)² Σ|δ|² (β_c/3)(1−β_c/β)₊",

@@ -211,7 +211,7 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     if dig:
         dmax = float(np.max(dig))
         claims.append(claim("measured mean cosine matches docs/theory.md §3.1 simulation table (d=512, T=1024) within 0.03"
-                             + ("" if full else " — only expected at --full sizes"), dmax <= 0.03,
+                             + ("" if full else " — only expected at the full (paper) sizes"), dmax <= 0.03,
                              max_abs_diff=dmax, digest_table={str(k): v for k, v in FIG2_DIGEST.items()}))
     plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.3))
@@ -441,7 +441,7 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         claim("mean row entropy/ln T within 0.05 of finite-T theory at every β",
                bool(np.all(np.abs(ent - th_f) <= 0.05)), measured=ent, finite_T_theory=th_f, asymptotic=th_i,
                max_abs_diff_finite=float(np.max(np.abs(ent - th_f))), max_abs_diff_asymptotic=float(np.max(np.abs(ent - th_i)))),
-        claim("mean row entropy/ln T within 0.05 of docs/theory.md §8 numbers (d=T=512)" + ("" if full else " — expected at --full"),
+        claim("mean row entropy/ln T within 0.05 of docs/theory.md §8 numbers (d=T=512)" + ("" if full else " — expected at the full (paper) sizes"),
                bool(np.all(np.abs(ent - np.asarray(FIG7_DIGEST_ENTROPY)) <= 0.05)),
                max_abs_diff=float(np.max(np.abs(ent - np.asarray(FIG7_DIGEST_ENTROPY)))), digest=FIG7_DIGEST_ENTROPY),
     ]

@@ -5,7 +5,7 @@ Importing this module registers ``fig1e``, ``fig3ab``, ``fig6``, ``fig8`` and ``
 ``NAME.png`` and ``NAME.json`` (settings, per-run results, and ``claims``: for each claim of the paper behind
 the figure, whether it held at this scale, with the numbers). Each training run is also kept, as soon as it
 ends, in ``OUT/runs/`` (atomically, with a fingerprint of its settings): an interrupted figure resumes with
-only its unfinished runs when run again with the same ``--out``.
+only its unfinished runs when run again into the same output folder.
 
 **Scale.** The defaults are CPU sizes (each figure ≤ 15 minutes on 2 cores; runs share the cores, one
 torch thread each); ``full=True`` uses the paper's sizes (docs/theory.md §8: width 480–720, T = 512, 30–60 layers,
@@ -327,7 +327,7 @@ def _fig8_pair(hi: dict, lo: dict) -> list[dict]:
 def fig8(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     sz = _size("fig3", full)
     lrs = sorted((float(x) for x in sz.get("fig8_lrs", (5e-4, 1e-4))), reverse=True)
-    ans, sz = _fig3_by_lr(lrs, full, progress, out)  # reuses fig3ab's runs from the same --out
+    ans, sz = _fig3_by_lr(lrs, full, progress, out)  # reuses fig3ab's runs from the same output folder
     low = ans[lrs[-1]]
     extra = [c for hi, lo in itertools.pairwise(lrs) for c in _fig8_pair(ans[hi], ans[lo])]
     extra += [c for lr in lrs[:-1] for c in _tagged(ans[lr]["claims"][:1], lr)]  # step-0 check at every lr
