@@ -48,6 +48,18 @@ def savefig_atomic(fig, path: str | os.PathLike, **kwargs) -> Path:
     return path
 
 
+def finish_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, legend: int | None = 6,
+                title_size: int = 9) -> None:
+    """Axis labels, an optional title, a legend (font size ``legend``; ``None``: none) and a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=title_size)
+    if legend is not None:
+        ax.legend(fontsize=legend)
+    ax.grid(alpha=0.3)
+
+
 def plot_diagram(d, ax=None, *, mark: tuple[float, float] | None = None,
                  recommended: tuple[float, float] | None = None, title: str | None = None):
     """Draw a :class:`sigprop.diagram.Diagram`: regions, boundaries, optional overlays and markers."""

@@ -19,7 +19,6 @@ from sigprop.experiments.registry import register
 from sigprop.io import dumps, write_atomic
 from sigprop.progress import bar as progress_bar
 
-
 MODE_HELP = "random: unit-norm random δ through one attention layer (the theory's setting); mlm: masked-LM-like loss on the whole stack"
 
 

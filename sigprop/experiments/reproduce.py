@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sigprop.experiments.registry import HELP, REGISTRY, available, claim, register, reproduce, write_figure
-from sigprop.plot import pyplot
+from sigprop.plot import finish_axes, pyplot
 from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
 
@@ -124,11 +124,7 @@ def _depth_figure(rep, title: str, key: str = "cosine"):
         ax.errorbar(L, pt.measured_mean["rho_gram"], yerr=pt.measured_std["rho_gram"], fmt="o", ms=3, capsize=2,
                     color=c, label=f"{lab} measured ρ_gram")
         ax.plot(L, pt.measured_mean[key], "x", ms=3, color=c)
-    ax.set_xlabel(r"layer $\ell$")
-    ax.set_ylabel(r"$\rho_\ell$ (x: mean pairwise cosine)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$ (x: mean pairwise cosine)", title, legend=6)
     fig.tight_layout()
     return fig
 
@@ -231,11 +227,7 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         a2.errorbar(FIG2_BETAS, res["rho_gram"][i], yerr=res["rho_gram_std"][i], fmt="o", color=c, ms=4, capsize=2,
                     label=f"ρ={r:g} measured p'/q'")
         a2.plot(FIG2_BETAS, res["cosine"][i], "x", color=c, label=f"ρ={r:g} measured mean cosine")
-    a2.set_xlabel(r"$\beta$")
-    a2.set_ylabel(r"output $\rho'$")
-    a2.set_title(f"one bare softmax layer, d={d}, T={T}, {S} seeds", fontsize=9)
-    a2.legend(fontsize=6)
-    a2.grid(alpha=0.3)
+    finish_axes(a2, r"$\beta$", r"output $\rho'$", f"one bare softmax layer, d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": "fig2", "full": full,
                "settings": {"width": d, "seq_len": T, "seeds": S, "rhos": rhos, "betas": FIG2_BETAS,
@@ -307,11 +299,7 @@ def fig4_run(out, full, d, T, L, S, progress, propagate, validate, name: str = "
         ax.plot(np.arange(L + 1), res[k]["theory_finite"], color=c, label=f"{k} theory finite T")
         ax.errorbar(np.arange(L + 1), res[k]["measured_rho_gram"], yerr=res[k]["measured_std"], fmt="o", ms=2.5,
                     capsize=1.5, color=c, label=f"{k} measured")
-    ax.set_xlabel(r"layer $\ell$")
-    ax.set_ylabel(r"$\rho_\ell$")
-    ax.set_title(f"Fig 4: β=0.1, ρ0=0.2, α=1, σ_v²=1, σ_bV²=0; twin d={d}, T={T}, {S} seeds", fontsize=9)
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
+    finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$", f"Fig 4: β=0.1, ρ0=0.2, α=1, σ_v²=1, σ_bV²=0; twin d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": name, "full": full,
                "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S, "beta": 0.1, "rho0": 0.2,
@@ -390,11 +378,7 @@ def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     ax.plot(bl, inf_line, "--", label="T=∞ theory  max(0, 1−√2/β)")
     ax.errorbar(betas, means, yerr=sems, fmt="o", ms=4, capsize=2, label=f"Monte Carlo ({rows} rows)")
     ax.axvline(math.sqrt(2), color="grey", lw=0.6, ls=":")
-    ax.set_xlabel(r"$\beta$")
-    ax.set_ylabel(r"$Y^{(2)} = E\sum_s A_s^2$")
-    ax.set_title(f"Fig 5: participation ratio, ρ=0, T={T:g}", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    finish_axes(ax, r"$\beta$", r"$Y^{(2)} = E\sum_s A_s^2$", f"Fig 5: participation ratio, ρ=0, T={T:g}", legend=7)
     fig.tight_layout()
     payload = {"figure": "fig5", "full": full, "settings": {"seq_len": T, "rows_per_beta": rows, "rho": 0.0},
                "betas": betas, "monte_carlo": means, "monte_carlo_sem": sems, "theory_finite": fin,
@@ -458,10 +442,7 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     a2.plot(bl, np.asarray(rem.stats(bl, 0.0, None).entropy), "--", label="T=∞: 1−β²/2")
     a2.errorbar(FIG7_BETAS, ent, yerr=ents.std(1), fmt="o", label="measured")
     a2.plot(FIG7_BETAS, FIG7_DIGEST_ENTROPY, "x", label="docs/theory.md §8 (d=T=512)")
-    a2.set_xlabel(r"$\beta$")
-    a2.set_ylabel("row entropy / ln T")
-    a2.legend(fontsize=7)
-    a2.grid(alpha=0.3)
+    finish_axes(a2, r"$\beta$", "row entropy / ln T", legend=7)
     fig.tight_layout()
     payload = {"figure": "fig7", "full": full, "settings": {"width": d, "seq_len": T, "seeds": S, "rho": 0.0,
                "setup": "one bare softmax layer on Gaussian tokens"}, "betas": FIG7_BETAS,
@@ -512,11 +493,7 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         ax.plot(x, r["causal_finite"], color=c, ls=":", label=f"β={b} causal theory (all rows)")
         ax.errorbar(x, r["measured_rho_gram_last_k"], yerr=r["measured_std"], fmt="o", ms=3, capsize=2, color=c,
                     label=f"β={b} decoder, last {k} tokens")
-    ax.set_xlabel(r"layer $\ell$")
-    ax.set_ylabel(r"$\rho_\ell$")
-    ax.set_title(f"Fig 12: causal post-LN, d={d}, T={T}, {S} seeds", fontsize=9)
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
+    finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$", f"Fig 12: causal post-LN, d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": "fig12", "full": full, "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S,
                "last_k": k, "rho0": rho0}, "results": res, "claims": claims}

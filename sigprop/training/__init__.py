@@ -18,18 +18,23 @@ import importlib
 from typing import Any
 
 from sigprop.training.config import (
-    CHECKPOINT,
     ESCAPE_MARGIN,
     EVAL_SEED,
-    LOSS_PNG,
-    METRICS,
     RESUME_KEYS,
     RUNTIME_KEYS,
-    SUMMARY,
     TrainConfig,
     TrainResult,
 )
-from sigprop.training.jobs import Job, JobRun, cached_data, claim, executor, fingerprint, read_record, run_jobs
+from sigprop.training.jobs import (
+    Job,
+    JobRun,
+    cached_data,
+    claim,
+    executor,
+    fingerprint,
+    read_record,
+    run_jobs,
+)
 
 #: public names of the torch-bound submodules, imported on first access
 _LAZY = {
@@ -38,8 +43,7 @@ _LAZY = {
     "DEFAULT_THRESHOLD": "sweep", "plot_sweep": "sweep", "ranking_auc": "sweep",
 }
 
-__all__ = ["CHECKPOINT", "ESCAPE_MARGIN", "EVAL_SEED", "LOSS_PNG", "METRICS", "RESUME_KEYS", "RUNTIME_KEYS",
-           "SUMMARY", "Job", "JobRun", "TrainConfig", "TrainResult", "cached_data", "claim", "executor",
+__all__ = ["ESCAPE_MARGIN", "EVAL_SEED", "RESUME_KEYS", "RUNTIME_KEYS", "Job", "JobRun", "TrainConfig", "TrainResult", "cached_data", "claim", "executor",
            "fingerprint", "read_record", "run_jobs", *_LAZY]
 
 
