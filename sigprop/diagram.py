@@ -253,10 +253,11 @@ _ALPHA_MIN = 1e-3
 
 
 def critical_alpha(spec: Spec, depths=None, *, eps: float = 0.01, finite_T: bool = True,
-                   alpha_max: float = 1e3) -> np.ndarray:
+                   alpha_max: float = 1e3) -> float | np.ndarray:
     """Critical residual strength α_c(L): the smallest α_SA with ρ_L < 1 − ε (arXiv 2505.24333 §3).
 
-    Evaluated for every depth in ``depths`` (default: ``spec.depth``); ``inf`` where even ``alpha_max``
+    Evaluated for every depth in ``depths`` (default: ``spec.depth``; a float for a scalar depth, an array
+    for a list); ``inf`` where even ``alpha_max``
     rank-collapses, 0 where α_SA = 0 already avoids it. The value returned is the first α of a grid with
     ρ_L < 1 − ε, at most a relative :data:`ALPHA_RESOLUTION` above the crossing. For post-LN stacks α_c
     grows like sqrt(L).
@@ -342,8 +343,9 @@ def _alpha_c_search(spec: Spec, depths: np.ndarray, eps: float, finite_T: bool, 
     base = spec.replace(depth=L)
 
     def rho_at(alphas: np.ndarray) -> np.ndarray:
-        pr = propagate(base.replace(alpha_sa=alphas), finite_T=finite_T, record=("rho",))
-        return pr.rho  # (L + 1, *alphas.shape)
+        rho = propagate(base.replace(alpha_sa=alphas), finite_T=finite_T, record=("rho",)).rho
+        assert rho is not None  # recorded
+        return rho  # (L + 1, *alphas.shape)
 
     grid = _coarse_alphas(alpha_max)
     rho = rho_at(grid)[depths]  # (n_depths, n_grid)

@@ -216,7 +216,9 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
         self.state, self.control = CallbackState(config.steps), Control()
-        self.status, self.reason, self.safe = "running", None, True
+        self.status: str = "running"
+        self.reason: str | None = None
+        self.safe = True
 
     # -- construction
     def _build_model(self):

@@ -224,40 +224,41 @@ def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=No
     config = config or TrainConfig()
     if config.seq_len != spec.seq_len:
         config = dataclasses.replace(config, seq_len=int(spec.seq_len))
-    betas = np.asarray(betas, float).ravel()
-    alphas = np.asarray(alphas, float).ravel()
-    if betas.size < 1 or alphas.size < 1:
+    bs = np.asarray(betas, float).ravel()
+    als = np.asarray(alphas, float).ravel()
+    if bs.size < 1 or als.size < 1:
         raise ValueError("sweep needs at least one β and one α_SA")
     if not (math.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be ≥ 0; got {threshold}")
     out = Path(out)
     (out / "points").mkdir(parents=True, exist_ok=True)
     dk = diagram_kwargs or {}
-    theory = diagram(spec, ("beta", betas), ("alpha_sa", alphas), **dk)
+    theory = diagram(spec, ("beta", bs), ("alpha_sa", als), **dk)
 
     local = isinstance(executor, str) and executor == "local"
     cores = os.cpu_count() or 1
     if local:
-        workers = max(1, min(int(workers or cores), betas.size * alphas.size))
+        workers = max(1, min(int(workers or cores), bs.size * als.size))
     threads = max(1, cores // max(1, workers or 1))
     cfg_dict = config.to_dict()
     if local:
         cfg_dict["threads"] = threads
     shared = data if (local and (workers or 1) <= 1) else None
-    grid, jobs = [], []
-    for a in alphas:
-        for b in betas:
+    grid: list[dict[str, Any]] = []
+    jobs: list[Job] = []
+    for a in als:
+        for b in bs:
             pt = spec.replace(beta=float(b), alpha_sa=float(a))
             key, fp = point_key(b, a), fingerprint(pt, cfg_dict)
             grid.append({"key": key, "beta": float(b), "alpha_sa": float(a), "predicted": theory.label_at(float(b), float(a)),
-                         "rho_final_theory": float(theory.rho_final[len(grid) // betas.size, len(grid) % betas.size])})
+                         "rho_final_theory": float(theory.rho_final[len(grid) // bs.size, len(grid) % bs.size])})
             jobs.append(Job(key, run_point, (pt, cfg_dict, fp, key, float(b), float(a), shared), fp,
                             str(out / "points" / f"{key}.json")))
     done = sum(read_record(j.path, j.fingerprint) is not None for j in jobs)  # the bar starts there
     run = run_jobs(jobs, executor_kind=executor, workers=workers, scheduler=scheduler, threads=threads,
                    bar=progress_bar(progress, "sweep", len(jobs), done))
     status = "interrupted" if run.interrupted else "completed_with_failures" if run.failed else "completed"
-    res = _result(spec, betas, alphas, grid, run, threshold, status, out, dk)
+    res = _result(spec, bs, als, grid, run, threshold, status, out, dk)
     if plot and any(p["finished"] for p in res.points):
         try:
             plot_sweep(res, out / "sweep.png", diagram_kwargs=dk)
