@@ -59,6 +59,9 @@ __all__ = [
     "overlap",
     "overlap_s",
     "overlap_direct",
+    "moments_b",
+    "y2_b",
+    "overlap_b",
     "expected_max_normal",
     "clear_cache",
 ]
@@ -486,13 +489,11 @@ SHIPPED_CAUSAL_T = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 def _shipped_ns() -> list[float]:
     """Key counts n with shipped tables: :data:`SHIPPED_N` and the causal rows of :data:`SHIPPED_CAUSAL_T`."""
-    from sigprop.theory.blocks import (
-        _causal_rows,  # blocks imports this module; only the developer tool needs it
-    )
+    from sigprop.theory import rows  # rows imports this module lazily; only the developer tool needs it
 
     ns = {float(n) for n in SHIPPED_N}
     for T in SHIPPED_CAUSAL_T:
-        ns |= {float(n) for n in _causal_rows(T)[0]}
+        ns |= {float(n) for n in rows.causal_rows(T)[0] if n >= 2}
     return sorted(ns)
 
 
@@ -738,8 +739,10 @@ def clear_cache() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
-    if n.size == 1 and b.size >= _DIRECT_BELOW:  # common case: one T, many b
+def moments_b(b: np.ndarray, n: np.ndarray, *, table: bool = False) -> FiniteMoments:
+    """:func:`moments` for unchecked arrays ``b`` (effective β) and ``n`` (keys); ``table=True`` always
+    reads (or builds) the table instead of integrating a few points directly."""
+    if n.size == 1 and (b.size >= _DIRECT_BELOW or table):  # common case: one T, many b
         nk = float(n.ravel()[0])
         shape = np.broadcast_shapes(b.shape, n.shape)
         res = _moment_table(nk)(b.ravel())
@@ -762,11 +765,11 @@ def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
     return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
 
 
-def _y2_b(b: np.ndarray, n: np.ndarray) -> np.ndarray:
+def y2_b(b: np.ndarray, n: np.ndarray, *, table: bool = False) -> np.ndarray:
     """Y^(2) only (unchecked inputs); one table read for the common one-T, many-b case."""
-    if n.size == 1 and b.size >= _DIRECT_BELOW:
+    if n.size == 1 and (b.size >= _DIRECT_BELOW or table):
         return _moment_table(float(n.ravel()[0])).y2(b)
-    return _moments_b(b, n).y2
+    return moments_b(b, n).y2
 
 
 def moments(b, T) -> FiniteMoments:
@@ -777,7 +780,7 @@ def moments(b, T) -> FiniteMoments:
     """
     b = _check_b("b", b)
     T = _check_n("T", T)
-    return _moments_b(b, T)
+    return moments_b(b, T)
 
 
 def moments_s(s, n) -> FiniteMoments:
@@ -785,15 +788,17 @@ def moments_s(s, n) -> FiniteMoments:
     s = _check_b("s", s)
     n = _check_n("n", n)
     b = s / np.sqrt(np.log(n))
-    return _moments_b(b, n)
+    return moments_b(b, n)
 
 
-def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | None = None) -> np.ndarray:
-    """Overlap for unchecked inputs; ``y2`` (Y^(2) at the same b and n) may be passed to save a table read."""
+def overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | None = None, *,
+              table: bool = False) -> np.ndarray:
+    """Overlap for unchecked inputs; ``y2`` (Y^(2) at the same b and n) may be passed to save a table read;
+    ``table=True`` always reads (or builds) the table."""
     if n.size == 1:
         shape = np.broadcast_shapes(b.shape, rho.shape, n.shape)
         nk = float(n.ravel()[0])
-        if math.prod(shape) >= _OV_DIRECT_BELOW or nk in _OV_TABLES:
+        if math.prod(shape) >= _OV_DIRECT_BELOW or nk in _OV_TABLES or table:
             bb, rr = np.broadcast_arrays(b, rho)
             yy = None if y2 is None else np.broadcast_to(y2, shape)
             return _overlap_table(nk)(bb, rr, yy).reshape(shape)
@@ -822,7 +827,7 @@ def overlap(b, rho, T) -> np.ndarray:
     b = _check_b("b", b)
     rho = _check_rho(rho)
     T = _check_n("T", T)
-    return _overlap_b(b, rho, T)
+    return overlap_b(b, rho, T)
 
 
 def overlap_s(s, rho, n) -> np.ndarray:
@@ -830,4 +835,4 @@ def overlap_s(s, rho, n) -> np.ndarray:
     s = _check_b("s", s)
     rho = _check_rho(rho)
     n = _check_n("n", n)
-    return _overlap_b(s / np.sqrt(np.log(n)), rho, n)
+    return overlap_b(s / np.sqrt(np.log(n)), rho, n)
