@@ -363,7 +363,7 @@ def _point_label(spec: Spec) -> str:
     return f"β={float(spec.beta):g}, α={float(spec.alpha_sa):g}"
 
 
-def _theory(spec: Spec, finite_T: bool, rho_in: float) -> dict[str, np.ndarray]:
+def _theory(spec: Spec, finite_T: bool, rho_in: float) -> dict[str, Any]:
     """Theory per layer from the twins' input state (ρ₀ = ``rho_in``, q₀ = ``spec.q0``); for causal specs also
     ``rho_last`` and ``q_pos`` when the propagation provides them."""
     from sigprop.theory.propagate import propagate
@@ -371,7 +371,7 @@ def _theory(spec: Spec, finite_T: bool, rho_in: float) -> dict[str, np.ndarray]:
     pr = propagate(spec.replace(rho0=rho_in), finite_T=finite_T)
     out = {"rho": np.asarray(pr.rho, float), "q": np.asarray(pr.q, float), "y2": np.asarray(pr.y2, float),
            "entropy": np.asarray(pr.entropy, float)}
-    for name in ("rho_last", "q_pos"):
+    for name in ("rho_last", "q_pos", "positions"):
         v = getattr(pr, name, None) if spec.causal else None
         if v is not None:
             out[name] = np.asarray(v, float)
@@ -382,10 +382,11 @@ def _no_theory(depth: int) -> dict[str, np.ndarray]:
     return {name: np.full(depth + 1, np.nan) for name in QUANTITIES}
 
 
-def _positions(meas: dict[str, np.ndarray], th_f: dict[str, np.ndarray], th_a: dict[str, np.ndarray],
+def _positions(meas: dict[str, np.ndarray], th_f: dict[str, Any], th_a: dict[str, Any],
                seq_len: int) -> dict[str, Any]:
     """The causal report: ρ of the last tokens and q per position, measured (mean ± std over seeds) and,
-    where the propagation provides them, in theory (``q_pos`` compared when it has one entry per position)."""
+    where the propagation provides them, in theory. The theory's ``q_pos`` is per position bin
+    (:func:`sigprop.theory.rows.causal_bins`); it is compared with the measured q averaged over each bin."""
     if "rho_gram_last" not in meas:
         return {}
     last = {"measured_mean": _nanmean(meas["rho_gram_last"]), "measured_std": _nanstd(meas["rho_gram_last"]),
@@ -394,13 +395,31 @@ def _positions(meas: dict[str, np.ndarray], th_f: dict[str, np.ndarray], th_a: d
     qm = _nanmean(meas["q_pos"])
     qpos: dict[str, Any] = {"measured_mean": qm, "measured_std": _nanstd(meas["q_pos"]),
                             "position": np.arange(1, seq_len + 1)}
+    binned = None
     for kind, th in (("finite", th_f), ("asymptotic", th_a)):
         v = th.get("q_pos")
         qpos[f"theory_{kind}"] = v
-        if v is not None and np.shape(v) == qm.shape:
-            rel = np.abs(v[1:] - qm[1:]) / np.maximum(np.abs(qm[1:]), 1e-300)
+        if v is None:
+            continue
+        if binned is None:
+            binned = _bin_positions(qm, seq_len, v.shape[-1])
+            qpos["bin_positions"] = th.get("positions")
+            qpos["measured_binned"] = binned
+        if binned is not None:
+            rel = np.abs(v[1:] - binned[1:]) / np.maximum(np.abs(binned[1:]), 1e-300)
             qpos[f"max_rel_error_{kind}"] = float(np.nanmax(rel)) if np.isfinite(rel).any() else None
     return {"last_tokens": min(LAST_TOKENS, seq_len), "rho_last": last, "q_pos": qpos}
+
+
+def _bin_positions(q_pos: np.ndarray, seq_len: int, bins: int) -> np.ndarray | None:
+    """Measured ``q_pos`` ``(L + 1, T)`` averaged over the theory's position bins, ``(L + 1, K)``; ``None`` if
+    the theory's bins are not the default geometric ones."""
+    from sigprop.theory.rows import causal_bins
+
+    edges = causal_bins(seq_len)
+    if edges.size - 1 != bins:
+        return None
+    return np.stack([q_pos[:, lo - 1: hi - 1].mean(-1) for lo, hi in zip(edges[:-1], edges[1:], strict=True)], -1)
 
 
 def _one_step(spec: Spec, meas: dict[str, np.ndarray], finite_T: bool) -> dict[str, np.ndarray]:

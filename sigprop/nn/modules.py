@@ -129,9 +129,11 @@ def allowed_keys(
 ) -> torch.Tensor | None:
     """Boolean ``(B or 1, 1, T, T)`` mask, True where query row t may attend to key s; ``None`` if all may.
 
-    ``window`` W (sliding-window attention): with ``causal`` row t sees keys ``t − W < s ≤ t`` (positions
-    ``max(1, t−W+1)..t`` counted from 1, so ``min(t, W)`` keys; Mistral's convention); without it
-    ``|t − s| < W`` (a symmetric band: up to ``2W − 1`` keys, ``W`` of them on each side counting t).
+    ``window`` W (sliding-window attention; a row sees at most W keys): with ``causal`` row t sees keys
+    ``t − W < s ≤ t`` (positions ``max(1, t−W+1)..t`` counted from 1, so ``min(t, W)`` keys; Mistral's
+    ``sliding_window``); without it the band ``−⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉`` (symmetric for odd W:
+    ModernBERT's ``local_attention`` is W − 1), W keys for rows away from the ends and fewer near them
+    (the band is clipped at the sequence ends, not shifted).
     ``attention_mask`` is ``(B, T)`` with 1 (or True) for real tokens and 0 for padding; padded keys are
     excluded. Padded *query* rows still attend to the real keys (their outputs are ignored by the probes).
     """
@@ -145,7 +147,10 @@ def allowed_keys(
         if window is not None:
             if int(window) < 1:
                 raise ValueError(f"window must be ≥ 1; got {window}")
-            band = band & (diff < window) if causal else (diff.abs() < window)
+            if causal:
+                band = band & (diff < window)
+            else:  # s − t in [−⌊(W−1)/2⌋, ⌈(W−1)/2⌉]
+                band = (-diff >= -((window - 1) // 2)) & (-diff <= window - 1 - (window - 1) // 2)
         mask = band[None, None]
     if attention_mask is not None:
         if attention_mask.ndim != 2 or attention_mask.shape[-1] != T:
@@ -157,10 +162,15 @@ def allowed_keys(
 
 # ------------------------------------------------------------------------------------------------ RoPE
 def rope_dims(d_head: int, fraction: float) -> int:
-    """Number r of rotated dimensions of a head: ``2 ⌊fraction · d_h / 2⌋`` (even; HF's ``int(d_h f)`` when even)."""
+    """Number r of rotated dimensions of a head: ``int(fraction · d_h)`` as in HuggingFace; it must be even
+    (the same rule as :func:`sigprop.theory.rope.rotary_dims`), else ValueError."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"rope_fraction must be in [0, 1]; got {fraction}")
-    return 2 * int(d_head * fraction / 2)
+    r = int(float(fraction) * int(d_head) + 1e-9)
+    if r % 2:
+        raise ValueError(f"rope_fraction × head_dim must be an even number of rotated dimensions; got "
+                         f"{fraction!r} × {d_head} = {r}")
+    return r
 
 
 class Rotary(nn.Module):

@@ -140,10 +140,10 @@ def test_rope_matches_complex_rotation_and_keeps_norms():
     """Oracle: pair dimension i with i + r/2 as the complex number z = x_i + i x_{i+r/2} and multiply by
     exp(i t θ_i), θ_i = theta^{−2i/r}; dimensions ≥ r pass through. Rotations keep every norm."""
     dh, T, theta = 16, 9, 100.0
-    for fraction in (1.0, 0.25, 0.4):
+    for fraction in (1.0, 0.25, 0.375):
         rot = Rotary(dh, fraction, theta)
         r = rope_dims(dh, fraction)
-        assert r == rot.r and r % 2 == 0 and r <= dh * fraction
+        assert r == rot.r == round(dh * fraction)
         x = torch.randn(2, 3, T, dh, dtype=torch.float64)
         y = rot(x)
         half = r // 2
@@ -154,7 +154,9 @@ def test_rope_matches_complex_rotation_and_keeps_norms():
         assert torch.allclose(y[..., half:r], z.imag, atol=1e-12)
         assert torch.equal(y[..., r:], x[..., r:])
         assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-12)
-    assert rope_dims(64, 0.25) == 16 and rope_dims(10, 0.25) == 2  # HF's int(d_h f) when even
+    assert rope_dims(64, 0.25) == 16 and rope_dims(10, 0.25) == 2  # HF's int(d_h f)
+    with pytest.raises(ValueError, match="even"):
+        rope_dims(10, 0.3)  # r = 3: HF would rotate 4 dimensions with frequencies for 3
 
 
 def test_rope_dot_product_depends_only_on_position_difference():
@@ -216,7 +218,8 @@ def test_gqa_init_keeps_beta_convention():
 # -------------------------------------------------------------------------------------------- windows
 @pytest.mark.parametrize("T,W", [(10, 3), (10, 1), (10, 10), (7, 20)])
 def test_window_mask_counts(T, W):
-    """Causal: row t (1-based) sees min(t, W) keys, the most recent ones; non-causal: |t − s| < W."""
+    """Causal: row t (1-based) sees min(t, W) keys, the most recent ones; non-causal: the band
+    −⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉ clipped at the ends (W keys in the interior)."""
     m = allowed_keys(T, causal=True, attention_mask=None, window=W)[0, 0]
     for t in range(1, T + 1):
         row = m[t - 1]
@@ -224,7 +227,10 @@ def test_window_mask_counts(T, W):
         assert row[max(0, t - W): t].all()
     m2 = allowed_keys(T, causal=False, attention_mask=None, window=W)[0, 0]
     for t in range(T):
-        assert [s for s in range(T) if m2[t, s]] == [s for s in range(T) if abs(t - s) < W]
+        lo, hi = t - (W - 1) // 2, t + W - 1 - (W - 1) // 2
+        assert [s for s in range(T) if m2[t, s]] == list(range(max(lo, 0), min(hi, T - 1) + 1))
+        if lo >= 0 and hi < T:
+            assert int(m2[t].sum()) == W
     pad = torch.tensor([[1] * T, [1] * (T - 2) + [0, 0]])
     m3 = allowed_keys(T, causal=True, attention_mask=pad, window=W)
     assert int(m3[1, 0, T - 1].sum()) == max(0, min(T, W) - 2)  # the window's last 2 keys are padding
