@@ -22,7 +22,9 @@ AXIS_LABELS = {
 }
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot``, on the non-interactive Agg backend unless ``MPLBACKEND`` says otherwise (so
+    figures are written without a display)."""
     import matplotlib
 
     if os.environ.get("MPLBACKEND") is None:
@@ -30,6 +32,10 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+#: former private name, kept until every caller uses :func:`pyplot`
+_plt = pyplot
 
 
 def savefig_atomic(fig, path: str | os.PathLike, **kwargs) -> Path:
@@ -42,10 +48,22 @@ def savefig_atomic(fig, path: str | os.PathLike, **kwargs) -> Path:
     return path
 
 
+def finish_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, legend: int | None = 6,
+                title_size: int = 9) -> None:
+    """Axis labels, an optional title, a legend (font size ``legend``; ``None``: none) and a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=title_size)
+    if legend is not None:
+        ax.legend(fontsize=legend)
+    ax.grid(alpha=0.3)
+
+
 def plot_diagram(d, ax=None, *, mark: tuple[float, float] | None = None,
                  recommended: tuple[float, float] | None = None, title: str | None = None):
     """Draw a :class:`sigprop.diagram.Diagram`: regions, boundaries, optional overlays and markers."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -79,7 +97,7 @@ def plot_diagram(d, ax=None, *, mark: tuple[float, float] | None = None,
 def plot_depth(curves: Sequence[tuple[str, np.ndarray]], ax=None, *, measured: Sequence[tuple[str, np.ndarray, np.ndarray]] = (),
                ylabel: str = r"mean token cosine $\rho_\ell$", title: str | None = None):
     """ρ (or any per-layer quantity) against layer: theory lines and optional measured points ± std."""
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(6.2, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -46,7 +46,8 @@ def test_atomic_path_failure_keeps_old_file(tmp_path):
 def test_checkpoint_and_figure_writers_use_default_mode(tmp_path, umask):
     np = pytest.importorskip("numpy")
     umask(0o022)
-    from sigprop.plot import _plt, savefig_atomic
+    from sigprop.plot import pyplot as _plt
+    from sigprop.plot import savefig_atomic
 
     plt = _plt()
     fig = plt.figure()

@@ -13,10 +13,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
-import sigprop.sweep as sw  # noqa: E402
+import sigprop.training.sweep as sw  # noqa: E402
 from sigprop.data import prepare  # noqa: E402
 from sigprop.spec import Spec  # noqa: E402
 from sigprop.train import TrainConfig  # noqa: E402
+from sigprop.training.jobs import lock_path  # noqa: E402
 
 T = 16
 
@@ -203,7 +204,7 @@ def test_sweep_skips_point_claimed_by_another_process(tmp_path, data, cache, mon
     betas, alphas = [0.5, 3.0], [0.5]
     held = sw.point_key(0.5, 0.5)
     path = tmp_path / "points" / f"{held}.json"
-    sw._lock_path(path).parent.mkdir(parents=True)
+    lock_path(path).parent.mkdir(parents=True)
     claimed = threading.Event()
     # the "other process" finishes the held point (same settings) while our sweep runs, then releases
     other = sw.sweep(SPEC, betas, alphas, cfg(cache), tmp_path / "ref", workers=1, data=data, plot=False)
@@ -212,7 +213,7 @@ def test_sweep_skips_point_claimed_by_another_process(tmp_path, data, cache, mon
     calls.clear()
 
     def finish_elsewhere():  # another holder (own lock file descriptor, as another process would have)
-        with FileLock(str(sw._lock_path(path))):
+        with FileLock(str(lock_path(path))):
             claimed.set()
             while sw.point_key(3.0, 0.5) not in calls:
                 threading.Event().wait(0.01)
@@ -233,11 +234,11 @@ def test_claim_point_busy_and_wait(tmp_path, cache):
     from filelock import FileLock
 
     path = tmp_path / "points" / "k.json"
-    sw._lock_path(path).parent.mkdir(parents=True)
+    lock_path(path).parent.mkdir(parents=True)
     import threading
 
     out = []
-    with FileLock(str(sw._lock_path(path))):  # held here; claimed from another thread (own descriptor)
+    with FileLock(str(lock_path(path))):  # held here; claimed from another thread (own descriptor)
         t = threading.Thread(target=lambda: out.append(
             sw.claim_point(SPEC, cfg(cache).to_dict(), str(path), "k", 0.5, 0.5, "fp", None, False)))
         t.start()

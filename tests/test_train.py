@@ -245,3 +245,78 @@ def test_collapse_warning_reported_once(data, monkeypatch, recwarn, caplog):
     warned = [w for w in recwarn if issubclass(w.category, CollapseWarning)]
     logged = [r for r in caplog.records if r.name == "sigprop.monitor"]
     assert len(warned) + len(logged) == 1, (warned, logged)
+
+
+# ------------------------------------------------------------------------------------------ issue 10 item 21
+def test_summary_lines_say_plainly_whether_the_run_escaped(data):
+    """Regression: the text said "escaped (≤ unigram − 0.3) at step never"."""
+    from sigprop.training import summary_lines
+
+    s = train(tiny_spec(), cfg(steps=2, eval_every=1), None, data=data).summary
+    assert s["steps_to_escape"] is None  # 2 steps of a tiny model stay on the plateau
+    text = "\n".join(summary_lines(s))
+    assert "never" not in text
+    assert f"did not escape below the unigram plateau {s['unigram_loss']:.4f} − 0.3 within 2 steps" in text
+    escaped = "\n".join(summary_lines({**s, "steps_to_escape": 4, "steps_done": 6}))
+    assert "escaped below the unigram plateau" in escaped and "at step 4" in escaped and "did not" not in escaped
+
+
+def test_smaller_vocabulary_than_requested_is_said_in_one_line(tmp_path):
+    """Regression: asking for 2000 tokens on a small corpus gave fewer with no message."""
+    from sigprop.training import summary_lines
+
+    small = prepare("synthetic", seq_len=T, vocab_size=2000, n_stories=120, cache_dir=tmp_path)
+    assert small.vocab_size < 2000
+    note = small.vocab_note
+    assert note and f"{small.vocab_size} tokens" in note and "2000 requested" in note and "too small" in note
+    s = train(tiny_spec(), cfg(steps=1, vocab_size=2000), None, data=small).summary
+    assert s["vocab_size"] == small.vocab_size and s["requested_vocab_size"] == 2000
+    lines = [x for x in summary_lines(s) if "vocabulary" in x]
+    assert lines == [f"note: {note}"]
+    # enough text for the requested size: no note
+    assert prepare("synthetic", seq_len=T, vocab_size=120, n_stories=120, cache_dir=tmp_path).vocab_note is None
+
+
+def test_loss_curve_png_beside_summary(data, tmp_path):
+    """Regression: no loss-curve figure was written. It is atomic (no temporary file left) and gets the
+    mode of a plain write (0o644 under umask 022), like summary.json."""
+    import os
+    import stat
+
+    from sigprop.io import default_mode
+
+    old = os.umask(0o022)
+    try:
+        train(tiny_spec(), cfg(steps=4, eval_every=2), tmp_path, data=data)
+    finally:
+        os.umask(old)
+    png = tmp_path / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert stat.S_IMODE(png.stat().st_mode) == 0o644 == stat.S_IMODE((tmp_path / "summary.json").stat().st_mode)
+    assert default_mode() == 0o666 & ~old
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_resume_keys_follow_the_config_fields():
+    """RESUME_KEYS is derived from TrainConfig's field metadata: every field is either checked on resume
+    or declared free to differ; runtime fields never change the result fingerprint."""
+    import dataclasses
+
+    from sigprop.training import RESUME_KEYS, RUNTIME_KEYS, TrainConfig, fingerprint
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(RESUME_KEYS) <= names and set(RUNTIME_KEYS) <= names and not set(RESUME_KEYS) & set(RUNTIME_KEYS)
+    assert {"lr", "steps", "seed", "corpus", "vocab_size"} <= set(RESUME_KEYS)
+    assert {"threads", "device", "cache_dir", "stop_after"} == set(RUNTIME_KEYS)
+    spec = tiny_spec()
+    base = TrainConfig().to_dict()
+    assert fingerprint(spec, {**base, "threads": 7}) == fingerprint(spec, base)
+    assert fingerprint(spec, {**base, "lr": 1e-3}) != fingerprint(spec, base)
+
+
+def test_cuda_error_names_the_parameter(data):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="device='cuda'") as e:
+        train(tiny_spec(), cfg(device="cuda"), None, data=data)
+    assert "--" not in str(e.value)

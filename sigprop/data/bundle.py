@@ -31,6 +31,8 @@ class DataBundle:
         corpus_name: what the corpus was loaded from.
         fingerprint: the corpus fingerprint (also keys the tokenizer cache).
         unigram_loss_all: the same over all tokens, ``[SEP]`` included: the plateau for causal LM.
+        requested_vocab_size: the vocabulary size asked for (the tokenizer may have fewer, see
+            :attr:`vocab_note`).
     """
 
     tokenizer: PreTrainedTokenizerFast = field(repr=False)
@@ -40,11 +42,21 @@ class DataBundle:
     corpus_name: str
     fingerprint: str
     unigram_loss_all: float = float("nan")
+    requested_vocab_size: int | None = None
 
     @property
     def vocab_size(self) -> int:
         """The actual vocabulary size (can be below the requested one for small corpora)."""
         return len(self.tokenizer)
+
+    @property
+    def vocab_note(self) -> str | None:
+        """One line when the vocabulary came out smaller than requested (and why), else ``None``."""
+        want = self.requested_vocab_size
+        if want is None or self.vocab_size >= want:
+            return None
+        return (f"vocabulary of {self.vocab_size} tokens, not the {want} requested: the corpus {self.corpus_name!r} "
+                "is too small (too few distinct words and word pieces) for more; a larger corpus gives more")
 
     @property
     def seq_len(self) -> int:
@@ -96,4 +108,5 @@ def prepare(
         corpus_name=corpus.name,
         fingerprint=corpus.fingerprint,
         unigram_loss_all=unigram_loss(train, test, v),
+        requested_vocab_size=int(vocab_size),
     )

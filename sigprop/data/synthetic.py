@@ -17,7 +17,6 @@ across platforms and Python versions since 3.2).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 __all__ = [
     "GIRLS",
@@ -97,7 +96,8 @@ HIDING: tuple[str, ...] = (
 DEFAULT_N_STORIES = 3500
 
 Ctx = dict[str, str]
-Episode = Callable[[random.Random, Ctx], list[str]]
+#: an episode: its sentence slots in order, each a tuple of templates one of which is drawn
+Episode = tuple[tuple[str, ...], ...]
 
 
 def _pick(rng: random.Random, options: tuple[str, ...] | list[str]) -> str:
@@ -106,6 +106,10 @@ def _pick(rng: random.Random, options: tuple[str, ...] | list[str]) -> str:
 
 def _fill(rng: random.Random, ctx: Ctx, templates: tuple[str, ...]) -> str:
     return _pick(rng, templates).format(**ctx)
+
+
+def _episode(rng: random.Random, ctx: Ctx, slots: Episode) -> list[str]:
+    return [_fill(rng, ctx, templates) for templates in slots]
 
 
 def _pronouns(prefix: str, girl: bool) -> Ctx:
@@ -124,152 +128,143 @@ def _pronouns(prefix: str, girl: bool) -> Ctx:
 # Naming: A = hero, B = friend, c/o = hero's colour/object, c2/o2 = friend's, P/P2 = places, X = adult.
 
 
-def _intro(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "Once upon a time, there was a little {Akid} named {A}.",
-            "There was a {kind} {Akid} called {A}.",
-            "{A} was a {kind} little {Akid} who lived near the {P}.",
-            "Once upon a time, a {kind} {Akid} named {A} lived in a small house.",
-        )),
-        _fill(rng, ctx, (
-            "{A} had a {size} {c} {o}.",
-            "{A}'s {X} gave {Ahim} a {c} {o}.",
-            "{A} loved {Ahis} {c} {o} very much.",
-            "{A} had a {c} {o} that {Ahe} loved.",
-        )),
-    ]  # fmt: skip
+_INTRO: Episode = (
+    (
+        "Once upon a time, there was a little {Akid} named {A}.",
+        "There was a {kind} {Akid} called {A}.",
+        "{A} was a {kind} little {Akid} who lived near the {P}.",
+        "Once upon a time, a {kind} {Akid} named {A} lived in a small house.",
+    ),
+    (
+        "{A} had a {size} {c} {o}.",
+        "{A}'s {X} gave {Ahim} a {c} {o}.",
+        "{A} loved {Ahis} {c} {o} very much.",
+        "{A} had a {c} {o} that {Ahe} loved.",
+    ),
+)  # fmt: skip
 
 
-def _friend(rng: random.Random, ctx: Ctx) -> list[str]:
-    out = [
-        _fill(rng, ctx, (
-            "{A} had a friend named {B}.",
-            "{A}'s best friend was {B}.",
-            "One day, {A} met a {Bkid} named {B} at the {P}.",
-        )),
-        _fill(rng, ctx, (
-            "{B} had a {c2} {o2}.",
-            "{B} always carried a {c2} {o2}.",
-            "{B} showed {A} {Bhis} {c2} {o2}.",
-        )),
-    ]  # fmt: skip
-    return out
+_FRIEND: Episode = (
+    (
+        "{A} had a friend named {B}.",
+        "{A}'s best friend was {B}.",
+        "One day, {A} met a {Bkid} named {B} at the {P}.",
+    ),
+    (
+        "{B} had a {c2} {o2}.",
+        "{B} always carried a {c2} {o2}.",
+        "{B} showed {A} {Bhis} {c2} {o2}.",
+    ),
+)  # fmt: skip
 
 
-def _trip(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "One day, {A} and {B} went to the {P}.",
-            "One sunny day, {A} took the {c} {o} to the {P}.",
-            "One morning, {A} and {B} walked to the {P} with the {c} {o}.",
-        )),
-        _fill(rng, ctx, (
-            "At the {P}, {A} and {B} played with the {c} {o}.",
-            "{A} and {B} played at the {P} all morning.",
-            "{B} played with the {c2} {o2} and {A} played with the {c} {o}.",
-        )),
-    ]  # fmt: skip
+_TRIP: Episode = (
+    (
+        "One day, {A} and {B} went to the {P}.",
+        "One sunny day, {A} took the {c} {o} to the {P}.",
+        "One morning, {A} and {B} walked to the {P} with the {c} {o}.",
+    ),
+    (
+        "At the {P}, {A} and {B} played with the {c} {o}.",
+        "{A} and {B} played at the {P} all morning.",
+        "{B} played with the {c2} {o2} and {A} played with the {c} {o}.",
+    ),
+)  # fmt: skip
 
 
-def _lost(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "Then the {c} {o} rolled away.",
-            "Suddenly, {A} could not find the {c} {o}.",
-            "But then the {c} {o} was gone.",
-        )),
-        _fill(rng, ctx, (
-            "{A} felt {bad} and began to cry.",
-            "{A} was very {bad}.",
-            '{A} said, "Where is my {c} {o}?"',
-        )),
-        _fill(rng, ctx, (
-            "{B} looked everywhere and found the {c} {o} {hide}.",
-            "{B} helped {A} look for the {c} {o}. They found it {hide}.",
-            "{B} saw something {c} {hide}. It was the {c} {o}!",
-        )),
-        _fill(rng, ctx, (
-            "{B} gave the {c} {o} back to {A}.",
-            '{A} said, "Thank you, {B}! You found my {c} {o}."',
-            "{A} hugged {B} and held the {c} {o} tight.",
-        )),
-    ]  # fmt: skip
+_LOST: Episode = (
+    (
+        "Then the {c} {o} rolled away.",
+        "Suddenly, {A} could not find the {c} {o}.",
+        "But then the {c} {o} was gone.",
+    ),
+    (
+        "{A} felt {bad} and began to cry.",
+        "{A} was very {bad}.",
+        '{A} said, "Where is my {c} {o}?"',
+    ),
+    (
+        "{B} looked everywhere and found the {c} {o} {hide}.",
+        "{B} helped {A} look for the {c} {o}. They found it {hide}.",
+        "{B} saw something {c} {hide}. It was the {c} {o}!",
+    ),
+    (
+        "{B} gave the {c} {o} back to {A}.",
+        '{A} said, "Thank you, {B}! You found my {c} {o}."',
+        "{A} hugged {B} and held the {c} {o} tight.",
+    ),
+)  # fmt: skip
 
 
-def _share(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "{B} wanted to play with the {c} {o} too.",
-            '{B} said, "Can I play with your {c} {o}, {A}?"',
-        )),
-        _fill(rng, ctx, (
-            "At first, {A} did not want to share the {c} {o}.",
-            "{A} thought about it for a moment.",
-        )),
-        _fill(rng, ctx, (
-            "Then {A} gave the {c} {o} to {B}, and {B} gave the {c2} {o2} to {A}.",
-            "{A} decided to share the {c} {o} with {B}.",
-            "{A} let {B} hold the {c} {o}, and {B} let {A} hold the {c2} {o2}.",
-        )),
-        _fill(rng, ctx, (
-            "{B} was {good}. Sharing the {c} {o} was fun.",
-            "{A} and {B} took turns with the {c} {o}.",
-        )),
-    ]  # fmt: skip
+_SHARE: Episode = (
+    (
+        "{B} wanted to play with the {c} {o} too.",
+        '{B} said, "Can I play with your {c} {o}, {A}?"',
+    ),
+    (
+        "At first, {A} did not want to share the {c} {o}.",
+        "{A} thought about it for a moment.",
+    ),
+    (
+        "Then {A} gave the {c} {o} to {B}, and {B} gave the {c2} {o2} to {A}.",
+        "{A} decided to share the {c} {o} with {B}.",
+        "{A} let {B} hold the {c} {o}, and {B} let {A} hold the {c2} {o2}.",
+    ),
+    (
+        "{B} was {good}. Sharing the {c} {o} was fun.",
+        "{A} and {B} took turns with the {c} {o}.",
+    ),
+)  # fmt: skip
 
 
-def _broken(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "Oh no! The {c} {o} fell and broke.",
-            "The {c} {o} hit a rock and broke.",
-        )),
-        _fill(rng, ctx, (
-            "{A} was {bad}. {Ahe} ran to find {Ahis} {X}.",
-            "{A} took the broken {c} {o} to {Ahis} {X}.",
-        )),
-        _fill(rng, ctx, (
-            "{A}'s {X} fixed the {c} {o} with some glue.",
-            'The {X} smiled and said, "We can fix your {c} {o}."',
-        )),
-        _fill(rng, ctx, (
-            "Soon the {c} {o} was as good as new, and {A} was {good}.",
-            "{A} thanked {Ahis} {X} and went back to the {P} with the {c} {o}.",
-        )),
-    ]  # fmt: skip
+_BROKEN: Episode = (
+    (
+        "Oh no! The {c} {o} fell and broke.",
+        "The {c} {o} hit a rock and broke.",
+    ),
+    (
+        "{A} was {bad}. {Ahe} ran to find {Ahis} {X}.",
+        "{A} took the broken {c} {o} to {Ahis} {X}.",
+    ),
+    (
+        "{A}'s {X} fixed the {c} {o} with some glue.",
+        'The {X} smiled and said, "We can fix your {c} {o}."',
+    ),
+    (
+        "Soon the {c} {o} was as good as new, and {A} was {good}.",
+        "{A} thanked {Ahis} {X} and went back to the {P} with the {c} {o}.",
+    ),
+)  # fmt: skip
 
 
-def _pet(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "At the {P2}, they saw a {pet} named {petname}.",
-            "{A} had a {pet} named {petname}.",
-        )),
-        _fill(rng, ctx, (
-            "{petname} the {pet} took the {c2} {o2} and ran to the {P2}.",
-            "{petname} liked the {c2} {o2} and wanted to play with it.",
-        )),
-        _fill(rng, ctx, (
-            "{B} ran after {petname} and got the {c2} {o2} back.",
-            "{A} and {B} laughed and played with {petname} and the {c2} {o2}.",
-        )),
-    ]  # fmt: skip
+_PET: Episode = (
+    (
+        "At the {P2}, they saw a {pet} named {petname}.",
+        "{A} had a {pet} named {petname}.",
+    ),
+    (
+        "{petname} the {pet} took the {c2} {o2} and ran to the {P2}.",
+        "{petname} liked the {c2} {o2} and wanted to play with it.",
+    ),
+    (
+        "{B} ran after {petname} and got the {c2} {o2} back.",
+        "{A} and {B} laughed and played with {petname} and the {c2} {o2}.",
+    ),
+)  # fmt: skip
 
 
-def _ending(rng: random.Random, ctx: Ctx) -> list[str]:
-    return [
-        _fill(rng, ctx, (
-            "{A} and {B} played at the {P} until the sun went down.",
-            "From that day on, {A} always kept the {c} {o} safe.",
-            "{A} and {B} were best friends, and they played with the {c} {o} and the {c2} {o2} every day.",
-            "That night, {A} went to bed with the {c} {o} next to {Ahim}.",
-            "{A} learned that it is good to share, and {B} learned it too.",
-        )),
-    ]  # fmt: skip
+_ENDING: Episode = (
+    (
+        "{A} and {B} played at the {P} until the sun went down.",
+        "From that day on, {A} always kept the {c} {o} safe.",
+        "{A} and {B} were best friends, and they played with the {c} {o} and the {c2} {o2} every day.",
+        "That night, {A} went to bed with the {c} {o} next to {Ahim}.",
+        "{A} learned that it is good to share, and {B} learned it too.",
+    ),
+)  # fmt: skip
 
 
-_MIDDLE: tuple[Episode, ...] = (_lost, _share, _broken, _pet)
+_MIDDLE: tuple[Episode, ...] = (_LOST, _SHARE, _BROKEN, _PET)
 
 
 def story(rng: random.Random) -> str:
@@ -288,11 +283,11 @@ def story(rng: random.Random) -> str:
         "pet": _pick(rng, PETS), "petname": _pick(rng, PET_NAMES),
         **_pronouns("A", girl_a), **_pronouns("B", girl_b),
     }  # fmt: skip
-    sentences = _intro(rng, ctx) + _friend(rng, ctx) + _trip(rng, ctx)
+    sentences = [s for ep in (_INTRO, _FRIEND, _TRIP) for s in _episode(rng, ctx, ep)]
     n_middle = 1 + (rng.random() < 0.6)
     for episode in rng.sample(_MIDDLE, n_middle):
-        sentences += episode(rng, ctx)
-    sentences += _ending(rng, ctx)
+        sentences += _episode(rng, ctx, episode)
+    sentences += _episode(rng, ctx, _ENDING)
     return " ".join(sentences)
 
 

@@ -14,32 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from sigprop.experiments.registry import register
 from sigprop.io import dumps, write_atomic
-
-console = Console(stderr=True)
+from sigprop.progress import bar as progress_bar
 
 MODE_HELP = "random: unit-norm random δ through one attention layer (the theory's setting); mlm: masked-LM-like loss on the whole stack"
 
 
 def _check_sizes(seq_lens: list[int], widths: list[int], seeds: int, depth: int, mode: str) -> None:
     if not seq_lens or not widths:
-        raise ValueError("give at least one --seq-len and one --width")
+        raise ValueError("seq_lens and widths need at least one value each")
     for T in seq_lens:
         if not 2 <= T <= 65536:
-            raise ValueError(f"--seq-len must be in [2, 65536]; got {T}")
+            raise ValueError(f"seq_lens must be in [2, 65536]; got {T}")
     for d in widths:
         if not 1 <= d <= 8192:
-            raise ValueError(f"--width must be in [1, 8192]; got {d}")
+            raise ValueError(f"widths must be in [1, 8192]; got {d}")
     if not 1 <= seeds <= 1000:
-        raise ValueError(f"--seeds must be in [1, 1000]; got {seeds}")
+        raise ValueError(f"seeds must be in [1, 1000]; got {seeds}")
     if not 1 <= depth <= 64:
-        raise ValueError(f"--depth must be in [1, 64]; got {depth}")
+        raise ValueError(f"depth must be in [1, 64]; got {depth}")
     if mode not in ("random", "mlm"):
-        raise ValueError(f"--mode must be 'random' or 'mlm'; got {mode!r}")
+        raise ValueError(f"mode must be 'random' or 'mlm'; got {mode!r}")
     if mode == "random" and depth != 1:
-        raise ValueError("--mode random measures a single attention layer; use --mode mlm with --depth > 1")
+        raise ValueError("mode 'random' measures a single attention layer; use mode 'mlm' with depth > 1")
 
 
 def theory_curves(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, rho: float = 0.0, q: float = 1.0,
@@ -92,11 +91,11 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
     if betas.size < 1 or np.any(~np.isfinite(betas)) or np.any(betas < 0):
         raise ValueError("β values must be finite and ≥ 0")
     if not 0.0 <= rho < 1.0:
-        raise ValueError(f"--rho must be in [0, 1); got {rho}")
+        raise ValueError(f"rho must be in [0, 1); got {rho}")
     _check_sizes(seq_lens, widths, seeds, depth, mode)
     sv2 = (1.0 if mode == "random" else 0.2) if sigma_v2 is None else float(sigma_v2)
     if sv2 <= 0:
-        raise ValueError(f"--sigma-v2 must be > 0; got {sv2}")
+        raise ValueError(f"sigma_v2 must be > 0; got {sv2}")
     payload: dict[str, Any] = {
         "result": "Result 2: E‖∂L/∂W_Q‖² ≃ d β sqrt(ln T) q σ_v² (q−p)² Σ_t|δ_t|² E tr J², "
                   "T=∞: d sqrt(ln T) σ_v² q (q−p)² Σ|δ|² (β_c/3)(1−β_c/β)₊",
@@ -110,17 +109,10 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
         from sigprop.experiments import gradients as E
 
         t0 = time.time()
-        if progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(TextColumn("measuring ‖∂L/∂W_Q‖"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console, transient=False) as bar:
-                task = bar.add_task("models", total=len(betas) * len(seq_lens) * len(widths) * seeds)
-                recs = E.sweep(betas, seq_lens, widths, seeds, mode=mode, depth=depth, sigma_v2=sv2,
-                               progress=lambda done, total: bar.update(task, completed=done), **({"rho": rho} if mode == "random" else {}))
-        else:
+        n_models = len(betas) * len(seq_lens) * len(widths) * seeds
+        with progress_bar(progress, "measuring ‖∂L/∂W_Q‖", n_models) as bar:
             recs = E.sweep(betas, seq_lens, widths, seeds, mode=mode, depth=depth, sigma_v2=sv2,
-                           **({"rho": rho} if mode == "random" else {}))
+                           progress=lambda done, total: bar.advance(), **({"rho": rho} if mode == "random" else {}))
         summ = E.summarise(recs)
         for r in summ:
             T, d = r["seq_len"], r["width"]
@@ -164,9 +156,9 @@ def y_label(measured: bool) -> str:
 
 
 def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None:
-    from sigprop.plot import _plt, savefig_atomic
+    from sigprop.plot import pyplot, savefig_atomic
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.6, 4.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     measured = "summary" in payload
@@ -235,3 +227,9 @@ def reproduce_fig3c(out: Path, full: bool = False, progress: bool = True) -> dic
     payload["full"] = bool(full)
     write_atomic(Path(out) / "gradients.json", dumps(payload))
     return payload
+
+
+@register("fig3c", help="‖∂L/∂W_Q‖ vs β and its (T, d) collapse (gradients module)")
+def fig3c(out: Path, full: bool, seeds: int | None, progress: bool) -> dict[str, Any]:
+    """Gradient ‖∂L/∂W_Q‖ vs β (:func:`reproduce_fig3c`; its seeds are fixed per size)."""
+    return reproduce_fig3c(out, full=full, progress=progress)

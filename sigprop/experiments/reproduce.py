@@ -6,27 +6,25 @@ the settings, the theory, the measurement and ``claims``: for each claim of the 
 whether it held at this size, with the numbers. ``full=True`` uses the paper's sizes (docs/theory.md §8); the
 default sizes run in about two minutes on two CPU cores.
 
-Add a figure with the :func:`register` decorator::
-
-    @register("fig6", help="training: vanilla vs gain-controlled")
-    def fig6(out, full, seeds, progress): ...
-
-:func:`reproduce` looks a name up (``ValueError`` naming the known ones for an unknown or unavailable name).
+The registry itself (:data:`REGISTRY`, :func:`register`, :func:`reproduce`) lives in
+:mod:`sigprop.experiments.registry` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sigprop.experiments.registry import HELP, REGISTRY, available, claim, register, reproduce, write_figure
+from sigprop.plot import finish_axes, pyplot
+from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
 
-__all__ = ["REGISTRY", "HELP", "register", "reproduce", "available"]
+__all__ = ["REGISTRY", "HELP", "register", "reproduce", "available", "SIZES", "fig2_grid", "fig4_specs", "fig4_run",
+           "mc_y2", "FIG2_BETAS"]
 
 #: problem sizes per figure: (default, full); tests and users may override entries
 SIZES: dict[str, dict[str, tuple]] = {
@@ -43,88 +41,7 @@ def _size(name: str, full: bool) -> tuple:
     return SIZES[name]["full" if full else "default"]
 
 
-FigureFn = Callable[[Path, bool, "int | None", bool], dict]
-REGISTRY: dict[str, FigureFn] = {}
-HELP: dict[str, str] = {}
-
-
-def register(name: str, *, help: str = "") -> Callable[[FigureFn], FigureFn]:  # noqa: A002
-    """Decorator adding ``fn`` to :data:`REGISTRY` under ``name`` (re-registering replaces it)."""
-    if not name or not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"figure name must be alphanumeric; got {name!r}")
-
-    def deco(fn: FigureFn) -> FigureFn:
-        REGISTRY[name] = fn
-        HELP[name] = help or (fn.__doc__ or "").strip().split("\n")[0]
-        return fn
-
-    return deco
-
-
-#: modules that register more figures when imported (optional extras may be missing)
-PLUGINS = ("sigprop.experiments.training",)
-
-
-def _load_plugins() -> None:
-    import importlib
-
-    for mod in PLUGINS:
-        try:
-            importlib.import_module(mod)
-        except ImportError:  # pragma: no cover - e.g. torch not installed
-            pass
-
-
-def available() -> list[str]:
-    _load_plugins()
-    return sorted(REGISTRY)
-
-
-def reproduce(name: str, out: str | Path = "sigprop-out", *, full: bool = False, seeds: int | None = None,
-              progress: bool = True) -> dict:
-    """Run figure ``name`` and return its payload (also written to ``out/name.json``)."""
-    _load_plugins()
-    if name not in REGISTRY:
-        raise ValueError(f"unknown figure {name!r}; known: {', '.join(available())}")
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 100):
-        raise ValueError(f"--seeds must be an integer in [1, 100]; got {seeds!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    payload = REGISTRY[name](out, full, seeds, progress)
-    # the figure's wall time on this machine goes into its JSON (the CPU defaults are sized for ≤ 15 min)
-    payload["wall_s"] = round(time.perf_counter() - t0, 2)
-    path = out / f"{name}.json"
-    if path.exists():
-        from sigprop.io import dumps, write_atomic
-
-        write_atomic(path, dumps(payload))
-    return payload
-
-
 # ------------------------------------------------------------------------------------------ helpers
-def _claim(text: str, held: bool, **numbers: Any) -> dict[str, Any]:
-    return {"claim": text, "held": bool(held), **numbers}
-
-
-def _write(out: Path, name: str, payload: dict, fig) -> dict:
-    from sigprop.io import dumps, jsonable, write_atomic
-    from sigprop.plot import _plt, savefig_atomic
-
-    payload = jsonable(payload)
-    payload["files"] = {"png": str(out / f"{name}.png"), "json": str(out / f"{name}.json")}
-    savefig_atomic(fig, out / f"{name}.png", dpi=120)
-    _plt().close(fig)
-    write_atomic(out / f"{name}.json", dumps(payload))
-    return payload
-
-
-def _progress(progress: bool):
-    from sigprop.validate import _progress as p
-
-    return p(progress)
-
-
 def _bare_attention(x, beta: float, seq_len: int, seed: int):
     """Attention matrix ``A`` and output ``y = A x`` of one bare softmax layer (no value, residual or LN).
 
@@ -168,14 +85,14 @@ def fig1d(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
                         "cosine": pt.measured_mean["cosine"], "cosine_std": pt.measured_std["cosine"]}
         cross[b] = (_first_above(pt.measured_mean["cosine"], 0.5), _first_above(pt.theory_finite["rho"], 0.5),
                     _first_above(pt.theory_asymptotic["rho"], 0.5))
-        claims.append(_claim(f"β={b:g}: theory tracks the measured ρ at every layer (finite-T max |error| ≤ 0.03)",
+        claims.append(claim(f"β={b:g}: theory tracks the measured ρ at every layer (finite-T max |error| ≤ 0.03)",
                              pt.max_error("rho") <= 0.03, max_error_finite=pt.max_error("rho"),
                              max_error_asymptotic=pt.max_error("rho", "asymptotic"),
                              worst_layer=pt.errors["rho"]["finite"]["argmax_layer"]))
-        claims.append(_claim(f"β={b:g}: vanilla post-LN rank-collapses with depth (measured ρ_L ≥ 0.95)",
+        claims.append(claim(f"β={b:g}: vanilla post-LN rank-collapses with depth (measured ρ_L ≥ 0.95)",
                              pt.measured_mean["cosine"][-1] >= 0.95, rho_L_measured=pt.measured_mean["cosine"][-1],
                              rho_L_theory=pt.theory_finite["rho"][-1]))
-    claims.append(_claim("β=0.5 reaches ρ=0.5 at an earlier layer than β=3 (paper at ρ0=0.03: layer 15 vs 25)",
+    claims.append(claim("β=0.5 reaches ρ=0.5 at an earlier layer than β=3 (paper at ρ0=0.03: layer 15 vs 25)",
                          cross[0.5][0] is not None and cross[3.0][0] is not None and cross[0.5][0] < cross[3.0][0],
                          first_layer_above_half={str(k): {"measured": v[0], "finite": v[1], "asymptotic": v[2]}
                                                  for k, v in cross.items()}))
@@ -183,7 +100,7 @@ def fig1d(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     payload = {"figure": "fig1d", "full": full, "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S,
                "rho0": rho0, "inputs": "Gaussian tokens (not TinyStories embeddings)"},
                "theory": theory, "measured": meas, "claims": claims, "validation": rep.to_dict()["summary"]}
-    return _write(out, "fig1d", payload, fig)
+    return write_figure(out, "fig1d", payload, fig)
 
 
 def _first_above(v, thr: float):
@@ -193,9 +110,8 @@ def _first_above(v, thr: float):
 
 
 def _depth_figure(rep, title: str, key: str = "cosine"):
-    from sigprop.plot import _plt
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, pt in enumerate(rep.points):
@@ -208,11 +124,7 @@ def _depth_figure(rep, title: str, key: str = "cosine"):
         ax.errorbar(L, pt.measured_mean["rho_gram"], yerr=pt.measured_std["rho_gram"], fmt="o", ms=3, capsize=2,
                     color=c, label=f"{lab} measured ρ_gram")
         ax.plot(L, pt.measured_mean[key], "x", ms=3, color=c)
-    ax.set_xlabel(r"layer $\ell$")
-    ax.set_ylabel(r"$\rho_\ell$ (x: mean pairwise cosine)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$ (x: mean pairwise cosine)", title, legend=6)
     fig.tight_layout()
     return fig
 
@@ -237,9 +149,7 @@ def fig2_grid(rhos, betas, *, width: int, seq_len: int, seeds: int, progress: bo
     R, B = len(rhos), len(betas)
     keys = ("rho_gram", "cosine", "y2", "y2_T")
     raw = {k: np.full((R, B, seeds), np.nan) for k in keys}
-    prog = _progress(progress)
-    with prog:
-        task = prog.add_task("fig2 single layer", total=R * B * seeds)
+    with progress_bar(progress, "fig2 single layer", R * B * seeds) as prog:
         for i, rho in enumerate(rhos):
             for j, beta in enumerate(betas):
                 for s in range(seeds):
@@ -250,7 +160,7 @@ def fig2_grid(rhos, betas, *, width: int, seq_len: int, seeds: int, progress: bo
                     raw["rho_gram"][i, j, s] = st["rho_gram"]
                     raw["cosine"][i, j, s] = st["cosine"]
                     raw["y2"][i, j, s] = float((A * A).sum(-1).mean())
-                    prog.advance(task)
+                    prog.advance()
     rr, bb = np.meshgrid(np.asarray(rhos, float), np.asarray(betas, float), indexing="ij")
     fin = blocks.attention(1.0, rr, bb, seq_len, finite_T=True)
     asy = blocks.attention(1.0, rr, bb, seq_len, finite_T=False)
@@ -269,7 +179,6 @@ def fig2_grid(rhos, betas, *, width: int, seq_len: int, seeds: int, progress: bo
 
 @register("fig2", help="single-layer phase diagram: theory heat map and the simulation grid")
 def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.plot import _plt
     from sigprop.theory.propagate import single_layer_cosine
 
     d, T = _size("fig2", full)
@@ -281,15 +190,15 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     heat = single_layer_cosine(bg[None, :], rg[:, None], None, finite_T=False)
     claims = []
     ef, ea = res["abs_error_finite"], res["abs_error_asymptotic"]
-    claims.append(_claim("finite-T Result 1 within 0.03 of the measured ratio p'/q' (ρ_gram) at every grid point",
+    claims.append(claim("finite-T Result 1 within 0.03 of the measured ratio p'/q' (ρ_gram) at every grid point",
                          float(ef.max()) <= 0.03, max_error_finite=float(ef.max()), mean_error_finite=float(ef.mean()),
                          max_error_asymptotic=float(ea.max()), mean_error_asymptotic=float(ea.mean())))
-    claims.append(_claim("T=∞ theory misses most just below β_c (transition smeared at finite T)",
+    claims.append(claim("T=∞ theory misses most just below β_c (transition smeared at finite T)",
                          bool(np.unravel_index(np.argmax(ea), ea.shape)[1] <= 2 or float(ea.max()) > float(ef.max())),
                          worst_point_asymptotic={"rho": rhos[int(np.argmax(ea) // ea.shape[1])],
                                                  "beta": FIG2_BETAS[int(np.argmax(ea) % ea.shape[1])]}))
     mono = all(np.all(np.diff(res["cosine"][i]) < 0.01) for i in range(len(rhos)))
-    claims.append(_claim("measured cosine decreases with β at fixed ρ (rank-collapsing at small β, toward ρ at large β)",
+    claims.append(claim("measured cosine decreases with β at fixed ρ (rank-collapsing at small β, toward ρ at large β)",
                          mono, cosine=res["cosine"]))
     dig = []
     for i, r in enumerate(rhos):
@@ -297,10 +206,10 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
             dig.append(np.abs(np.asarray(FIG2_DIGEST[r]) - res["cosine"][i]))
     if dig:
         dmax = float(np.max(dig))
-        claims.append(_claim("measured mean cosine matches docs/theory.md §3.1 simulation table (d=512, T=1024) within 0.03"
-                             + ("" if full else " — only expected at --full sizes"), dmax <= 0.03,
+        claims.append(claim("measured mean cosine matches docs/theory.md §3.1 simulation table (d=512, T=1024) within 0.03"
+                             + ("" if full else " — only expected at the full (paper) sizes"), dmax <= 0.03,
                              max_abs_diff=dmax, digest_table={str(k): v for k, v in FIG2_DIGEST.items()}))
-    plt = _plt()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.3))
     im = a1.pcolormesh(bg, rg, heat, shading="nearest", cmap="viridis", vmin=0, vmax=1, rasterized=True)
     a1.plot(np.sqrt(2 / (1 - rg)), rg, "w--", lw=1, label=r"$\beta_c(\rho)$")
@@ -318,18 +227,14 @@ def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         a2.errorbar(FIG2_BETAS, res["rho_gram"][i], yerr=res["rho_gram_std"][i], fmt="o", color=c, ms=4, capsize=2,
                     label=f"ρ={r:g} measured p'/q'")
         a2.plot(FIG2_BETAS, res["cosine"][i], "x", color=c, label=f"ρ={r:g} measured mean cosine")
-    a2.set_xlabel(r"$\beta$")
-    a2.set_ylabel(r"output $\rho'$")
-    a2.set_title(f"one bare softmax layer, d={d}, T={T}, {S} seeds", fontsize=9)
-    a2.legend(fontsize=6)
-    a2.grid(alpha=0.3)
+    finish_axes(a2, r"$\beta$", r"output $\rho'$", f"one bare softmax layer, d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": "fig2", "full": full,
                "settings": {"width": d, "seq_len": T, "seeds": S, "rhos": rhos, "betas": FIG2_BETAS,
                             "setup": "one bare softmax attention layer y=A x (no value, residual or LN); W_Q, W_K "
                                      "from sigprop.nn.init_weights; Gaussian tokens with |u|²=|x_t|²=d"},
                "theory_heatmap": {"beta": bg, "rho": rg, "cosine": heat}, "simulation": res, "claims": claims}
-    return _write(out, "fig2", payload, fig)
+    return write_figure(out, "fig2", payload, fig)
 
 
 # --------------------------------------------------------------------------------------------- fig4
@@ -350,22 +255,22 @@ def fig4_specs(depth: int, width: int, seq_len: int) -> dict[str, Spec]:
 
 @register("fig4", help="four block variants (post/pre × softmax/centred): theory and simulation")
 def fig4(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.plot import _plt
     from sigprop.theory.propagate import propagate
     from sigprop.validate import validate
 
     d, T, L = _size("fig4", full)
     S = _seeds(seeds, 2)
-    return fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt)
+    return fig4_run(out, full, d, T, L, S, progress, propagate, validate)
 
 
-def fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt, name: str = "fig4") -> dict:
+def fig4_run(out, full, d, T, L, S, progress, propagate, validate, name: str = "fig4") -> dict:
+    """Fig 4 at width ``d``, length ``T``, depth ``L``, ``S`` seeds (``propagate``/``validate`` passed in)."""
     specs = fig4_specs(L, d, T)
     rep = validate(list(specs.values()), seeds=S, progress=progress)
     th100 = {k: propagate(s.replace(depth=100), finite_T=False).rho for k, s in specs.items()}
     table = {k: [float(v[ell]) for ell in FIG4_LAYERS] for k, v in th100.items()}
     tdiff = max(abs(a - b) for k in table for a, b in zip(table[k], FIG4_DIGEST[k], strict=True))
-    claims = [_claim("T=∞ theory reproduces docs/theory.md §6 Fig 4 table (layers 1,5,10,20,50,100) to 1e-3",
+    claims = [claim("T=∞ theory reproduces docs/theory.md §6 Fig 4 table (layers 1,5,10,20,50,100) to 1e-3",
                      tdiff <= 1e-3, max_abs_diff=tdiff, table=table)]
     res = {}
     for k, pt in zip(specs, rep.points, strict=True):
@@ -377,15 +282,15 @@ def fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt, name: s
         v, c = res[f"{n}/softmax"], res[f"{n}/centred"]
         gap_t = float(v["theory_finite"][-1] - c["theory_finite"][-1])
         gap_m = float(v["measured_rho_gram"][-1] - c["measured_rho_gram"][-1])
-        claims.append(_claim(f"{n}-LN: centred attention keeps ρ_L well below vanilla (gap ≥ 0.2) in theory and simulation",
+        claims.append(claim(f"{n}-LN: centred attention keeps ρ_L well below vanilla (gap ≥ 0.2) in theory and simulation",
                              gap_t >= 0.2 and gap_m >= 0.2, layer=L, theory_vanilla=v["theory_finite"][-1],
                              theory_centred=c["theory_finite"][-1], measured_vanilla=v["measured_rho_gram"][-1],
                              measured_centred=c["measured_rho_gram"][-1], gap_theory=gap_t, gap_measured=gap_m))
     for k in res:
-        claims.append(_claim(f"{k}: finite-T theory within 0.03 of the measurement at every layer",
+        claims.append(claim(f"{k}: finite-T theory within 0.03 of the measurement at every layer",
                              res[k]["max_error_finite"] <= 0.03, max_error_finite=res[k]["max_error_finite"],
                              max_error_asymptotic=res[k]["max_error_asymptotic"]))
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.6, 4.6))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, k in enumerate(res):
@@ -394,18 +299,14 @@ def fig4_run(out, full, d, T, L, S, progress, propagate, validate, _plt, name: s
         ax.plot(np.arange(L + 1), res[k]["theory_finite"], color=c, label=f"{k} theory finite T")
         ax.errorbar(np.arange(L + 1), res[k]["measured_rho_gram"], yerr=res[k]["measured_std"], fmt="o", ms=2.5,
                     capsize=1.5, color=c, label=f"{k} measured")
-    ax.set_xlabel(r"layer $\ell$")
-    ax.set_ylabel(r"$\rho_\ell$")
-    ax.set_title(f"Fig 4: β=0.1, ρ0=0.2, α=1, σ_v²=1, σ_bV²=0; twin d={d}, T={T}, {S} seeds", fontsize=9)
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
+    finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$", f"Fig 4: β=0.1, ρ0=0.2, α=1, σ_v²=1, σ_bV²=0; twin d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": name, "full": full,
                "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S, "beta": 0.1, "rho0": 0.2,
                             "sigma_v2": 1.0, "sigma_bv2": 0.0, "sigma_w2": 0.2, "sigma_b2": 4e-4,
                             "note": "σ_v²=1, σ_bV²=0: the paper's Fig 4 theory (no W_V; arXiv 2505.24333) read with a random W_V"},
                "theory_L100_asymptotic": th100, "variants": res, "claims": claims}
-    return _write(out, name, payload, fig)
+    return write_figure(out, name, payload, fig)
 
 
 # --------------------------------------------------------------------------------------------- fig5
@@ -438,21 +339,18 @@ def mc_y2(betas, seq_len: int, rows: int, seed: int = 0, chunk: int = 2_000_000)
 
 @register("fig5", help="Y² vs β at large T: finite-T theory, T=∞ theory, Monte Carlo")
 def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.plot import _plt
     from sigprop.theory import rem
 
     T, per_seed = _size("fig5", full)
     rows = (seeds or 1) * per_seed
     betas = np.array([0.5, 1.0, 1.2, math.sqrt(2), 1.6, 2.0, 2.5, 3.0, 4.0, 6.0])
-    prog = _progress(progress)
     means, sems = [], []
-    with prog:
-        task = prog.add_task("fig5 Monte Carlo", total=len(betas))
+    with progress_bar(progress, "fig5 Monte Carlo", len(betas)) as prog:
         for i, b in enumerate(betas):
             m, s = mc_y2([b], T, rows, seed=1000 + i)
             means.append(m[0])
             sems.append(s[0])
-            prog.advance(task)
+            prog.advance()
     means, sems = np.asarray(means), np.asarray(sems)
     bl = np.linspace(0.05, 6.5, 200)
     fin_line = np.asarray(rem.stats(bl, 0.0, T, finite_T=True).y2)
@@ -462,35 +360,31 @@ def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     i2 = int(np.argmin(np.abs(betas - math.sqrt(2))))
     tol = np.maximum(4 * sems, 0.005)
     claims = [
-        _claim(f"at β=√2 (β_c), Y² is finite at T={T:g}, not the T=∞ value 0 (paper: ≈0.18 at T=1e5)",
+        claim(f"at β=√2 (β_c), Y² is finite at T={T:g}, not the T=∞ value 0 (paper: ≈0.18 at T=1e5)",
                means[i2] > 0.1, measured=means[i2], sem=sems[i2], finite_T_theory=fin[i2], asymptotic=0.0),
-        _claim("Monte Carlo Y² increases monotonically with β", bool(np.all(np.diff(means) > 0)), measured=means),
-        _claim("Monte Carlo Y² lies above the T=∞ curve at every β", bool(np.all(means > inf)), excess=means - inf),
-        _claim("finite-T quadrature agrees with the Monte Carlo within max(4 s.e., 0.005) at every β",
+        claim("Monte Carlo Y² increases monotonically with β", bool(np.all(np.diff(means) > 0)), measured=means),
+        claim("Monte Carlo Y² lies above the T=∞ curve at every β", bool(np.all(means > inf)), excess=means - inf),
+        claim("finite-T quadrature agrees with the Monte Carlo within max(4 s.e., 0.005) at every β",
                bool(np.all(np.abs(fin - means) <= tol)), max_abs_diff=float(np.max(np.abs(fin - means))),
                worst_beta=float(betas[int(np.argmax(np.abs(fin - means)))])),
     ]
     if T == 100_000:
         dg = np.array([FIG5_DIGEST_1E5[b] if b in FIG5_DIGEST_1E5 else np.nan for b in betas])
-        claims.append(_claim("Monte Carlo matches docs/theory.md §2 T=1e5 values within 0.01", bool(np.nanmax(np.abs(dg - means)) <= 0.01),
+        claims.append(claim("Monte Carlo matches docs/theory.md §2 T=1e5 values within 0.01", bool(np.nanmax(np.abs(dg - means)) <= 0.01),
                              max_abs_diff=float(np.nanmax(np.abs(dg - means)))))
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.3))
     ax.plot(bl, fin_line, label=f"finite-T theory (T={T:g})")
     ax.plot(bl, inf_line, "--", label="T=∞ theory  max(0, 1−√2/β)")
     ax.errorbar(betas, means, yerr=sems, fmt="o", ms=4, capsize=2, label=f"Monte Carlo ({rows} rows)")
     ax.axvline(math.sqrt(2), color="grey", lw=0.6, ls=":")
-    ax.set_xlabel(r"$\beta$")
-    ax.set_ylabel(r"$Y^{(2)} = E\sum_s A_s^2$")
-    ax.set_title(f"Fig 5: participation ratio, ρ=0, T={T:g}", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    finish_axes(ax, r"$\beta$", r"$Y^{(2)} = E\sum_s A_s^2$", f"Fig 5: participation ratio, ρ=0, T={T:g}", legend=7)
     fig.tight_layout()
     payload = {"figure": "fig5", "full": full, "settings": {"seq_len": T, "rows_per_beta": rows, "rho": 0.0},
                "betas": betas, "monte_carlo": means, "monte_carlo_sem": sems, "theory_finite": fin,
                "theory_asymptotic": inf, "curve": {"beta": bl, "finite": fin_line, "asymptotic": inf_line},
                "claims": claims}
-    return _write(out, "fig5", payload, fig)
+    return write_figure(out, "fig5", payload, fig)
 
 
 # --------------------------------------------------------------------------------------------- fig7
@@ -502,43 +396,40 @@ FIG7_DIGEST_ENTROPY = [0.99, 0.88, 0.59, 0.38, 0.25, 0.14]
 def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     import torch
 
-    from sigprop.plot import _plt
     from sigprop.theory import rem
     from sigprop.validate import gaussian_tokens
 
     d, T = _size("fig7", full)
     S = _seeds(seeds, 2)
     svs, ents = np.zeros((len(FIG7_BETAS), S, T)), np.zeros((len(FIG7_BETAS), S))
-    prog = _progress(progress)
-    with prog:
-        task = prog.add_task("fig7 attention spectra", total=len(FIG7_BETAS) * S)
+    with progress_bar(progress, "fig7 attention spectra", len(FIG7_BETAS) * S) as prog:
         for i, b in enumerate(FIG7_BETAS):
             for s in range(S):
                 x = gaussian_tokens(1, T, d, 0.0, generator=torch.Generator().manual_seed(17 + s), dtype=torch.float64)
                 A, _ = _bare_attention(x, b, T, seed=991 * s + i)
                 svs[i, s] = torch.linalg.svdvals(A[0]).numpy()
                 ents[i, s] = float((-torch.xlogy(A, A).sum(-1)).mean() / math.log(T))
-                prog.advance(task)
+                prog.advance()
     sv = svs.mean(1)
     ent = ents.mean(1)
     th_f = np.asarray(rem.stats(np.asarray(FIG7_BETAS), 0.0, T, finite_T=True).entropy)
     th_i = np.asarray(rem.stats(np.asarray(FIG7_BETAS), 0.0, None).entropy)
     med = np.median(sv, axis=1)
     claims = [
-        _claim("β=0.1: rank-1 (σ1≈1, σ2≪1; paper σ2=0.04)", sv[0, 0] > 0.95 and sv[0, 1] < 0.1,
+        claim("β=0.1: rank-1 (σ1≈1, σ2≪1; paper σ2=0.04)", sv[0, 0] > 0.95 and sv[0, 1] < 0.1,
                sigma1=sv[0, 0], sigma2=sv[0, 1]),
-        _claim("σ2 grows with β below β_c (paper: 0.04, 0.25, 0.94 at β=0.1, 0.5, 1)",
+        claim("σ2 grows with β below β_c (paper: 0.04, 0.25, 0.94 at β=0.1, 0.5, 1)",
                bool(sv[0, 1] < sv[1, 1] < sv[2, 1]), sigma2=sv[:3, 1]),
-        _claim("β ≥ √2: many O(1) singular values (median sv ≥ 0.2; paper 0.29 at √2, 0.57 at β=3)",
+        claim("β ≥ √2: many O(1) singular values (median sv ≥ 0.2; paper 0.29 at √2, 0.57 at β=3)",
                bool(med[3] >= 0.2 and med[5] >= 0.2), median_sv=med),
-        _claim("mean row entropy/ln T within 0.05 of finite-T theory at every β",
+        claim("mean row entropy/ln T within 0.05 of finite-T theory at every β",
                bool(np.all(np.abs(ent - th_f) <= 0.05)), measured=ent, finite_T_theory=th_f, asymptotic=th_i,
                max_abs_diff_finite=float(np.max(np.abs(ent - th_f))), max_abs_diff_asymptotic=float(np.max(np.abs(ent - th_i)))),
-        _claim("mean row entropy/ln T within 0.05 of docs/theory.md §8 numbers (d=T=512)" + ("" if full else " — expected at --full"),
+        claim("mean row entropy/ln T within 0.05 of docs/theory.md §8 numbers (d=T=512)" + ("" if full else " — expected at the full (paper) sizes"),
                bool(np.all(np.abs(ent - np.asarray(FIG7_DIGEST_ENTROPY)) <= 0.05)),
                max_abs_diff=float(np.max(np.abs(ent - np.asarray(FIG7_DIGEST_ENTROPY)))), digest=FIG7_DIGEST_ENTROPY),
     ]
-    plt = _plt()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, b in enumerate(FIG7_BETAS):
         a1.semilogy(np.arange(1, T + 1), np.maximum(sv[i], 1e-12), label=f"β={b:g}")
@@ -551,23 +442,19 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     a2.plot(bl, np.asarray(rem.stats(bl, 0.0, None).entropy), "--", label="T=∞: 1−β²/2")
     a2.errorbar(FIG7_BETAS, ent, yerr=ents.std(1), fmt="o", label="measured")
     a2.plot(FIG7_BETAS, FIG7_DIGEST_ENTROPY, "x", label="docs/theory.md §8 (d=T=512)")
-    a2.set_xlabel(r"$\beta$")
-    a2.set_ylabel("row entropy / ln T")
-    a2.legend(fontsize=7)
-    a2.grid(alpha=0.3)
+    finish_axes(a2, r"$\beta$", "row entropy / ln T", legend=7)
     fig.tight_layout()
     payload = {"figure": "fig7", "full": full, "settings": {"width": d, "seq_len": T, "seeds": S, "rho": 0.0,
                "setup": "one bare softmax layer on Gaussian tokens"}, "betas": FIG7_BETAS,
                "singular_values": sv, "sigma1": sv[:, 0], "sigma2": sv[:, 1], "median_sv": med,
                "entropy_measured": ent, "entropy_theory_finite": th_f, "entropy_theory_asymptotic": th_i,
                "claims": claims}
-    return _write(out, "fig7", payload, fig)
+    return write_figure(out, "fig7", payload, fig)
 
 
 # -------------------------------------------------------------------------------------------- fig12
 @register("fig12", help="decoder: ρ over the last 50 tokens vs encoder recursion and causal theory")
 def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.plot import _plt
     from sigprop.theory.propagate import propagate
     from sigprop.validate import validate
 
@@ -592,10 +479,10 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
                        "encoder_asymptotic": enc_inf, "causal_finite": cau,
                        "max_error_encoder_finite": e_enc, "max_error_causal_finite": e_cau,
                        "max_error_encoder_asymptotic": e_inf}
-        claims.append(_claim(f"β={b:g}: late decoder tokens follow the encoder recursion (max |error| ≤ 0.05)",
+        claims.append(claim(f"β={b:g}: late decoder tokens follow the encoder recursion (max |error| ≤ 0.05)",
                              e_enc <= 0.05, max_error_encoder_finite=e_enc, max_error_encoder_asymptotic=e_inf,
                              max_error_causal_all_rows=e_cau))
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (b, r) in enumerate(res.items()):
@@ -606,23 +493,8 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         ax.plot(x, r["causal_finite"], color=c, ls=":", label=f"β={b} causal theory (all rows)")
         ax.errorbar(x, r["measured_rho_gram_last_k"], yerr=r["measured_std"], fmt="o", ms=3, capsize=2, color=c,
                     label=f"β={b} decoder, last {k} tokens")
-    ax.set_xlabel(r"layer $\ell$")
-    ax.set_ylabel(r"$\rho_\ell$")
-    ax.set_title(f"Fig 12: causal post-LN, d={d}, T={T}, {S} seeds", fontsize=9)
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
+    finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$", f"Fig 12: causal post-LN, d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": "fig12", "full": full, "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S,
                "last_k": k, "rho0": rho0}, "results": res, "claims": claims}
-    return _write(out, "fig12", payload, fig)
-
-
-# --------------------------------------------------------------------------------------------- fig3c
-def _fig3c(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    """Gradient ‖∂L/∂W_Q‖ vs β (:func:`sigprop.experiments.fig3c.reproduce_fig3c`)."""
-    from sigprop.experiments.fig3c import reproduce_fig3c
-
-    return reproduce_fig3c(out, full=full, progress=progress)
-
-
-register("fig3c", help="‖∂L/∂W_Q‖ vs β and its (T, d) collapse (gradients module)")(_fig3c)
+    return write_figure(out, "fig12", payload, fig)

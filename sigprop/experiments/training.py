@@ -5,7 +5,7 @@ Importing this module registers ``fig1e``, ``fig3ab``, ``fig6``, ``fig8`` and ``
 ``NAME.png`` and ``NAME.json`` (settings, per-run results, and ``claims``: for each claim of the paper behind
 the figure, whether it held at this scale, with the numbers). Each training run is also kept, as soon as it
 ends, in ``OUT/runs/`` (atomically, with a fingerprint of its settings): an interrupted figure resumes with
-only its unfinished runs when run again with the same ``--out``.
+only its unfinished runs when run again into the same output folder.
 
 **Scale.** The defaults are CPU sizes (each figure ≤ 15 minutes on 2 cores; runs share the cores, one
 torch thread each); ``full=True`` uses the paper's sizes (docs/theory.md §8: width 480–720, T = 512, 30–60 layers,
@@ -18,7 +18,6 @@ Sizes live in :data:`SIZES` (tests shrink them).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import itertools
 import math
@@ -28,8 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from sigprop.experiments.reproduce import _claim, _write, register
+from sigprop.diagram import ENTROPY, RANK, diagram, recommend_from, where
+from sigprop.experiments.registry import claim, register, write_figure
+from sigprop.io import dumps, write_atomic
+from sigprop.plot import plot_diagram, pyplot
+from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
+from sigprop.theory.propagate import propagate
+from sigprop.theory.rem import stats
+from sigprop.training.config import TrainConfig
+from sigprop.training.jobs import Job, cached_data, fingerprint, read_record, run_jobs
 
 __all__ = ["SIZES", "FIG3_BETAS", "train_jobs", "learnability", "fig3ab", "fig8", "fig1e", "fig6", "training"]
 
@@ -75,9 +82,7 @@ def _size(name: str, full: bool) -> dict[str, Any]:
     return dict(SIZES[name]["full" if full else "default"])
 
 
-def _config(sz: dict[str, Any], **kw):
-    from sigprop.train import TrainConfig
-
+def _config(sz: dict[str, Any], **kw) -> TrainConfig:
     base = {k: sz[k] for k in _CFG_KEYS if k in sz}
     base.update(seq_len=sz["seq_len"], probe_rows=8, threads=1)
     base.update(kw)
@@ -90,11 +95,10 @@ def _job(spec: Spec, cfg_dict: dict[str, Any], label: str, data: Any = None) -> 
     import torch
 
     from sigprop.measure import measure
-    from sigprop.sweep import _data_for
-    from sigprop.train import TrainConfig, train
+    from sigprop.training.loop import train
 
     config = TrainConfig(**cfg_dict)
-    data = data if data is not None else _data_for(config)
+    data = data if data is not None else cached_data(config)
     init: dict[str, Any] = {}
     t0 = time.perf_counter()
     times: dict[int, float] = {}
@@ -124,54 +128,30 @@ def _run_file(cache: Path, label: str) -> Path:
     return cache / (label.replace("/", "__").replace(" ", "_") + ".json")
 
 
-def _job_to_file(spec: Spec, cfg_dict: dict[str, Any], label: str, path: str | None, fingerprint: str) -> dict:
-    """Run :func:`_job` and, when ``path`` is given, write ``{fingerprint, result}`` there atomically; return the
-    JSON round-tripped result (so a fresh and a resumed figure see the same types)."""
-    import json
-
-    from sigprop.io import dumps, write_atomic
-
-    text = dumps({"fingerprint": fingerprint, "label": label, "result": _job(spec, cfg_dict, label)})
-    if path is not None:
-        write_atomic(Path(path), text + "\n")
-    return json.loads(text)["result"]
-
-
 def train_jobs(jobs: list[tuple[str, Spec, Any]], workers: int = 2, progress: bool = False,
                cache: Path | None = None) -> dict[str, dict]:
     """Run ``(label, spec, TrainConfig)`` jobs, ``workers`` at a time (spawned processes, 1 torch thread each;
-    in this process when ``workers == 1``). Returns ``{label: result}``.
+    in this process when ``workers == 1``) through the shared runner (:mod:`sigprop.training.jobs`).
+    Returns ``{label: result}``.
 
     With ``cache`` (a folder), each finished run is written there atomically as soon as it ends, under a
     fingerprint of its spec and training settings; a later call skips every run whose file matches. So an
     interrupted figure (Ctrl-C, a killed job) resumes with only the unfinished runs, and a changed setting
-    retrains.
+    retrains. The first failed run's exception is raised once the others have finished.
     """
-    from sigprop.progress import bar as progress_bar
-    from sigprop.sweep import _executor, _fingerprint, _read_point
-
-    results: dict[str, dict] = {}
     todo = []
     for label, spec, cfg in jobs:
-        cfg_dict = dataclasses.asdict(cfg)
-        fp = _fingerprint(spec, cfg_dict)
-        path = _run_file(cache, label) if cache is not None else None
-        hit = _read_point(path, fp) if path is not None else None  # None when missing, unreadable or stale
-        if hit is not None:
-            results[label] = hit["result"]
-        else:
-            todo.append((label, spec, cfg_dict, None if path is None else str(path), fp))
-    if cache is not None:
-        Path(cache).mkdir(parents=True, exist_ok=True)
-    workers = max(1, min(int(workers), len(todo) or 1))
-    with progress_bar(progress, "runs", len(jobs), done=len(results)) as bar, \
-            _executor("local", workers, None, 1) as ex:
-        futs = {ex.submit(_job_to_file, spec, cfg_dict, label, path, fp): label
-                for label, spec, cfg_dict, path, fp in todo}
-        for f in cf.as_completed(list(futs)):
-            results[futs[f]] = f.result()
-            bar.advance(futs[f])
-    return {label: results[label] for label, _, _ in jobs}
+        cfg_dict = cfg.to_dict()
+        path = None if cache is None else str(_run_file(Path(cache), label))
+        todo.append(Job(label, _job, (spec, cfg_dict, label), fingerprint(spec, cfg_dict), path))
+    left = sum(read_record(j.path, j.fingerprint) is None for j in todo)
+    run = run_jobs(todo, workers=max(1, min(int(workers), left or 1)), threads=1,
+                   bar=progress_bar(progress, "runs", len(todo), len(todo) - left))
+    if run.interrupted:
+        raise KeyboardInterrupt
+    if run.errors:
+        raise next(iter(run.errors.values()))
+    return {label: {k: v for k, v in run.records[label].items() if k != "fingerprint"} for label, _, _ in jobs}
 
 
 def _final(r: dict) -> float:
@@ -195,8 +175,6 @@ def _fig3_runs(lrs, full: bool, progress: bool, betas=FIG3_BETAS,
 
 
 def _fig3_analyse(runs: dict, lr: float, sz: dict) -> dict:
-    from sigprop.theory.rem import stats
-
     T = sz["seq_len"]
     rows, step0_err = [], []
     for r in runs.values():
@@ -224,16 +202,16 @@ def _fig3_analyse(runs: dict, lr: float, sz: dict) -> dict:
     # "fast": the large-β entropy is already below 0.1 at the first evaluation after step 0
     first_eval_large = [x["entropy"][1] for x in large if len(x["entropy"]) > 1]
     claims = [
-        _claim("step-0 attention entropy / ln T matches the finite-T REM theory (stats(β, ρ_layer0, T).entropy) "
+        claim("step-0 attention entropy / ln T matches the finite-T REM theory (stats(β, ρ_layer0, T).entropy) "
                "within 0.05 at every β", max(step0_err) <= 0.05, max_error=max(step0_err),
                per_beta={f"{x['beta']:g}": [x["entropy_step0"], x["entropy_step0_theory_finite_T"]] for x in rows}),
-        _claim("large β (≥ 3): attention entropy collapses to ~0 (final entropy / ln T ≤ 0.1) while small β (≤ 1) "
+        claim("large β (≥ 3): attention entropy collapses to ~0 (final entropy / ln T ≤ 0.1) while small β (≤ 1) "
                "keeps spread attention", bool(large and small and ent_large <= 0.1 and ent_small > ent_large),
                final_entropy_large_beta=ent_large, final_entropy_small_beta=ent_small),
-        _claim("large β: the collapse is fast (entropy / ln T ≤ 0.1 already at the first evaluation)",
+        claim("large β: the collapse is fast (entropy / ln T ≤ 0.1 already at the first evaluation)",
                bool(first_eval_large and max(first_eval_large) <= 0.1),
                first_eval_entropy_large_beta=first_eval_large),
-        _claim("large β learns worse: mean final test loss at β ≥ 3 above that at β ≤ 1",
+        claim("large β learns worse: mean final test loss at β ≥ 3 above that at β ≤ 1",
                bool(large and small and loss_large > loss_small), final_loss_large_beta=loss_large,
                final_loss_small_beta=loss_small, gap=loss_large - loss_small),
     ]
@@ -243,9 +221,7 @@ def _fig3_analyse(runs: dict, lr: float, sz: dict) -> dict:
 
 
 def _fig3_plot(analyses: list[dict], title: str):
-    from sigprop.plot import _plt
-
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(analyses), 3, figsize=(13, 3.8 * len(analyses)), squeeze=False)
     cmap = plt.get_cmap("coolwarm")
     for row, an in zip(axes, analyses, strict=True):
@@ -306,7 +282,7 @@ def fig3ab(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     payload = _fig3_payload("fig3ab", main, sz, full, extra)
     payload["by_lr"] = {f"{lr:g}": {"runs": ans[lr]["runs"], "claims": ans[lr]["claims"],
                                     "summary": ans[lr]["summary"]} for lr in lrs}
-    return _write(out, "fig3ab", payload, fig)
+    return write_figure(out, "fig3ab", payload, fig)
 
 
 #: fig8: final entropy / ln T at or below which the higher-lr runs count as collapsed, and the entropy margin
@@ -331,14 +307,14 @@ def _fig8_pair(hi: dict, lo: dict) -> list[dict]:
     collapsed_hi = bool(ent_hi <= FIG8_COLLAPSED)
     learned_lo = any(r["steps_to_escape"] is not None for r in lo["runs"] if r["beta"] <= 1.0)
     return [
-        _claim(f"lower lr partially mitigates entropy collapse: at β ≥ 3 the final attention entropy / ln T is higher "
+        claim(f"lower lr partially mitigates entropy collapse: at β ≥ 3 the final attention entropy / ln T is higher "
                f"at lr {b} than at {a} (by > {FIG8_MARGIN}), given a collapse (≤ {FIG8_COLLAPSED}) at {a}",
                collapsed_hi and ent_lo > ent_hi + FIG8_MARGIN, lr_high=hi["lr"], lr_low=lo["lr"],
                entropy_final_large_beta_low_lr=ent_lo, entropy_final_large_beta_high_lr=ent_hi,
                premise_collapse_at_high_lr=collapsed_hi,
                note=None if collapsed_hi else f"no entropy collapse happened at lr {a} at this scale, so there "
                                               "was nothing to mitigate"),
-        _claim(f"lower lr shrinks the large-β learning penalty (final loss at β ≥ 3 minus at β ≤ 1) from lr {a} to "
+        claim(f"lower lr shrinks the large-β learning penalty (final loss at β ≥ 3 minus at β ≤ 1) from lr {a} to "
                f"{b}, with the lr {b} runs past the unigram plateau", learned_lo and gap_lo < gap_hi,
                lr_high=hi["lr"], lr_low=lo["lr"], gap_low_lr=gap_lo, gap_high_lr=gap_hi, premise_low_lr_escaped=learned_lo,
                note=None if learned_lo else f"the lr {b} runs never left the unigram plateau in this budget; their "
@@ -351,7 +327,7 @@ def _fig8_pair(hi: dict, lo: dict) -> list[dict]:
 def fig8(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     sz = _size("fig3", full)
     lrs = sorted((float(x) for x in sz.get("fig8_lrs", (5e-4, 1e-4))), reverse=True)
-    ans, sz = _fig3_by_lr(lrs, full, progress, out)  # reuses fig3ab's runs from the same --out
+    ans, sz = _fig3_by_lr(lrs, full, progress, out)  # reuses fig3ab's runs from the same output folder
     low = ans[lrs[-1]]
     extra = [c for hi, lo in itertools.pairwise(lrs) for c in _fig8_pair(ans[hi], ans[lo])]
     extra += [c for lr in lrs[:-1] for c in _tagged(ans[lr]["claims"][:1], lr)]  # step-0 check at every lr
@@ -360,7 +336,7 @@ def fig8(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     payload = _fig3_payload("fig8", low, sz, full, extra)
     payload["by_lr"] = {f"{lr:g}": {"runs": ans[lr]["runs"], "claims": ans[lr]["claims"],
                                     "summary": ans[lr]["summary"]} for lr in lrs}
-    return _write(out, "fig8", payload, fig)
+    return write_figure(out, "fig8", payload, fig)
 
 
 # ------------------------------------------------------------------------------------------ fig1e
@@ -380,8 +356,6 @@ def _region_point(d, code: int) -> tuple[float, float] | None:
 
 @register("fig1e", help="test loss of rank-collapse, entropy-collapse and recommended inits (2 seeds each)")
 def fig1e(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.diagram import ENTROPY, RANK, diagram, recommend_from, where
-
     sz = _size("fig1e", full)
     S = int(seeds or sz["seeds"])
     spec0 = Spec(depth=sz["depth"], width=sz["width"], seq_len=sz["seq_len"], heads=1, norm="post", alpha_mlp=1.0,
@@ -420,15 +394,13 @@ def fig1e(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         why = None if held else ("at this depth and step budget the collapsed inits are not far from the trainable "
                                  "one (shallow CPU model: rank collapse is mild and the model can undo it); see the "
                                  "per-run curves")
-        claims.append(_claim("the trainable (recommended) init reaches the lowest final test loss", held,
+        claims.append(claim("the trainable (recommended) init reaches the lowest final test loss", held,
                              mean_final_test_loss={k: v["mean_final_test_loss"] for k, v in per.items()},
                              **({"why_not": why} if why else {})))
         esc = {k: [r["steps_to_escape"] for r in v["runs"]] for k, v in per.items()}
-        claims.append(_claim("the trainable init escapes the unigram plateau (≥ 0.3 nats below) in every seed",
+        claims.append(claim("the trainable init escapes the unigram plateau (≥ 0.3 nats below) in every seed",
                              all(e is not None for e in esc["trainable"]), steps_to_escape=esc))
-    from sigprop.plot import _plt, plot_diagram
-
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = {"rank_collapse": "C1", "entropy_collapse": "C3", "trainable": "C0"}
     for name, v in per.items():
@@ -454,15 +426,12 @@ def fig1e(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
                                            else "paper depth")},
                "inits": {k: (None if v is None else {"beta": v[0], "alpha_sa": v[1]}) for k, v in inits.items()},
                "results": per, "unigram_loss": uni, "claims": claims}
-    return _write(out, "fig1e", payload, fig)
+    return write_figure(out, "fig1e", payload, fig)
 
 
 # ------------------------------------------------------------------------------------------ fig6
 @register("fig6", help="training at depth: vanilla vs centred (gain-controlled) attention")
 def fig6(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.diagram import where
-    from sigprop.theory.propagate import propagate
-
     sz = _size("fig6", full)
     S = int(seeds or sz["seeds"])
     base = Spec(depth=sz["depth"], width=sz["width"], seq_len=sz["seq_len"], heads=1, norm="post", beta=sz["beta"],
@@ -484,17 +453,15 @@ def fig6(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
                     "wall_s": [r["summary"]["wall_s"] for r in rs],
                     "curves": [[[p["step"], p["test_loss"]] for p in r["curve"]] for r in rs]}
     claims = [
-        _claim("theory: vanilla post-LN rank-collapses at this depth/α_SA while centred attention keeps tokens apart",
+        claim("theory: vanilla post-LN rank-collapses at this depth/α_SA while centred attention keeps tokens apart",
                per["softmax"]["rho_L_theory"] > per["centred"]["rho_L_theory"],
                rho_L_theory={k: v["rho_L_theory"] for k, v in per.items()},
                rho_L_measured_at_init={k: v["init_cosine_last_layer"] for k, v in per.items()}),
-        _claim("centred (gain-controlled) attention trains to a lower test loss than vanilla at depth",
+        claim("centred (gain-controlled) attention trains to a lower test loss than vanilla at depth",
                per["centred"]["mean_final_test_loss"] < per["softmax"]["mean_final_test_loss"],
                mean_final_test_loss={k: v["mean_final_test_loss"] for k, v in per.items()}),
     ]
-    from sigprop.plot import _plt
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for k, att in enumerate(("softmax", "centred")):
         for s, c in enumerate(per[att]["curves"]):
@@ -513,7 +480,7 @@ def fig6(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
                                                              f"α_SA={sz['alpha_sa']} chosen so the vanilla stack "
                                                              "rank-collapses at this depth") if not full else "paper depth"},
                "results": per, "unigram_loss": uni, "claims": claims}
-    return _write(out, "fig6", payload, fig)
+    return write_figure(out, "fig6", payload, fig)
 
 
 @register("training", help="all training figures: fig3ab, fig8, fig1e, fig6")
@@ -523,8 +490,6 @@ def training(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         t0 = time.perf_counter()
         p = fn(out, full, seeds, progress)
         res[name] = {"claims": p["claims"], "wall_s": time.perf_counter() - t0}
-    from sigprop.io import dumps, write_atomic
-
     payload = {"figure": "training", "full": full, "figures": res,
                "claims": [dict(c, figure=n) for n, r in res.items() for c in r["claims"]]}
     write_atomic(out / "training.json", dumps(payload))
@@ -536,8 +501,6 @@ def learnability(out: Path | None = None, *, progress: bool = False, **overrides
     """Issue acceptance: a 2-layer width-128 twin at the diagram's recommended init leaves the unigram plateau
     (≥ 0.3 nats below) within 10 minutes on 2 cores, and the same model with frozen uniform attention ends
     ≥ 0.2 nats worse. The two runs share the cores (one thread each)."""
-    from sigprop.diagram import diagram, recommend_from
-
     sz = {**SIZES["learnability"]["default"], **overrides}
     spec0 = Spec(depth=sz["depth"], width=sz["width"], seq_len=sz["seq_len"], heads=1, norm="post", rho0=0.03,
                  sigma_w2=0.2, sigma_v2=0.2, sigma_b2=4e-4, alpha_mlp=1.0)
@@ -561,7 +524,5 @@ def learnability(out: Path | None = None, *, progress: bool = False, **overrides
     res["frozen_worse_by_0.2"] = res["frozen_minus_trainable"] >= 0.2
     res["passed"] = bool(res["escaped_within_10_min"] and res["frozen_worse_by_0.2"])
     if out is not None:
-        from sigprop.io import dumps, write_atomic
-
         write_atomic(Path(out) / "learnability.json", dumps(res))
     return res
