@@ -48,8 +48,8 @@ import numpy as np
 from sigprop.progress import bar
 from sigprop.spec import Spec
 
-__all__ = ["LAST_TOKENS", "QUANTITIES", "PointReport", "TaskBar", "ValidationReport", "gaussian_tokens",
-           "measure_seeds", "task_bar", "validate"]
+__all__ = ["LAST_TOKENS", "QUANTITIES", "PointReport", "ValidationReport", "gaussian_tokens", "measure_seeds",
+           "validate"]
 
 #: compared quantity → (theory field of Propagation, measured key of sigprop.measure)
 QUANTITIES: dict[str, tuple[str, str]] = {
@@ -285,18 +285,18 @@ class ValidationReport:
 
     def plot(self, path: str | Path, *, dpi: int = 120) -> Path:
         """PNG: four panels (ρ, q, Y², entropy/ln T) — finite-T theory solid, T = ∞ dashed, measured ± std."""
-        from sigprop.plot import _plt, savefig_atomic
+        from sigprop.plot import pyplot, savefig_atomic
 
         fig = self.figure()
         out = savefig_atomic(fig, path, dpi=dpi)
-        _plt().close(fig)
+        pyplot().close(fig)
         return out
 
     def figure(self):
         """The matplotlib figure of :meth:`plot` (no offset axes: a flat q ≈ 1 reads as 1, not 1e-6 + 1)."""
-        from sigprop.plot import _plt
+        from sigprop.plot import pyplot
 
-        plt = _plt()
+        plt = pyplot()
         fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         labels = {"rho": r"$\rho_\ell$ (theory vs measured $\rho_{gram}$; x = mean cosine)",
@@ -518,42 +518,3 @@ def _nanstd(v: np.ndarray) -> np.ndarray:
     ok = np.isfinite(v)
     n = ok.sum(0)
     return np.where(n > 0, np.sqrt(np.where(ok, (v - m) ** 2, 0.0).sum(0) / np.maximum(n, 1)), np.nan)
-
-
-class TaskBar:
-    """The one progress bar (:func:`sigprop.progress.bar`) behind rich's ``add_task`` / ``advance(task)`` calls.
-
-    For callers written against ``rich.progress.Progress`` (one task at a time):
-    ``with task_bar(on) as prog: t = prog.add_task("label", total=n); ...; prog.advance(t)``. New code should
-    call :func:`sigprop.progress.bar` directly.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = bool(enabled)
-        self._bar = bar(False, "", 0)
-
-    def __enter__(self) -> TaskBar:
-        return self
-
-    def __exit__(self, *exc: Any) -> bool:
-        self._bar.__exit__(*exc)
-        return False
-
-    def add_task(self, description: str, total: int = 0, **_: Any) -> int:
-        """Start the bar (closing a previous one) and return a task id for :meth:`advance`."""
-        self._bar.__exit__(None, None, None)
-        self._bar = bar(self.enabled, description, int(total)).__enter__()
-        return 0
-
-    def advance(self, task: Any = None, advance: int = 1) -> None:
-        for _ in range(int(advance)):
-            self._bar.advance()
-
-
-def task_bar(enabled: bool) -> TaskBar:
-    """A :class:`TaskBar` (no output when not ``enabled``)."""
-    return TaskBar(enabled)
-
-
-# experiments/reproduce.py still imports the old private name; remove once it uses sigprop.progress.bar
-_progress = task_bar
