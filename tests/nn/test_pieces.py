@@ -406,3 +406,60 @@ def test_twin_equals_huggingface_model(arch):
         wide = TransformerStack(spec.replace(window=None), out_proj=True, layer_norm_affine=True,
                                 dtype=torch.float64, seed=0)
         assert _max_layer_diff(hf, wide, x) > 0.1
+
+
+# ------------------------------------------------------------------------------------- fuzz and names
+def test_activation_names_are_the_specs():
+    """The twin maps exactly the spec's plain activation names to torch functions, and builds a GatedMLP
+    for exactly the spec's gated names (one list of names, owned by sigprop.spec)."""
+    from sigprop import spec as spec_mod
+    from sigprop.nn import ACTIVATIONS, make_mlp
+
+    assert set(ACTIVATIONS) == set(spec_mod.ACTIVATIONS)
+    for name in spec_mod.GATED:
+        assert isinstance(make_mlp(4, 8, name), GatedMLP)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(
+    heads_kv=st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 1), (4, 2)]),
+    block=st.sampled_from(["sequential", "parallel"]), norm=st.sampled_from(["pre", "post"]),
+    norm_type=st.sampled_from(["layernorm", "rmsnorm"]),
+    activation=st.sampled_from(["relu", "gelu", "swiglu", "geglu", "tanh"]),
+    attention=st.sampled_from(["softmax", "centred"]), causal=st.booleans(),
+    rope=st.sampled_from([0.0, 0.25, 0.5, 1.0]), window=st.one_of(st.none(), st.integers(1, 12)),
+    beta=st.floats(0.0, 4.0), q0=st.floats(1e-4, 10.0),
+)
+def test_fuzz_any_spec_builds_and_runs(heads_kv, block, norm, norm_type, activation, attention, causal, rope,
+                                       window, beta, q0):
+    """Every combination of the new fields builds a twin whose outputs are finite and keep their shape;
+    post-norm outputs have unit mean square (RMSNorm) or unit variance (LayerNorm) per token."""
+    heads, kv = heads_kv
+    spec = Spec(depth=2, width=32, heads=heads, kv_heads=kv, seq_len=8, block=block, norm=norm,
+                norm_type=norm_type, activation=activation, attention=attention, causal=causal,
+                rope_fraction=rope, window=window, beta=beta, q0=q0, sigma_v2=1.0)
+    m = TransformerStack(spec, seed=0, dtype=torch.float64)
+    x = _tokens(8, 32, 0.3, torch.Generator().manual_seed(0), q=q0)[None]
+    with torch.no_grad():
+        y = m(inputs_embeds=x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    if norm == "post":
+        stat = y.pow(2).mean(-1) if norm_type == "rmsnorm" else y.var(-1, unbiased=False)
+        assert torch.allclose(stat, torch.ones_like(stat), atol=1e-3)
+
+
+def test_bad_twin_arguments_raise_value_error():
+    with pytest.raises(ValueError, match="kv_heads"):
+        SelfAttention(16, 4, kv_heads=3)
+    with pytest.raises(ValueError, match="window"):
+        SelfAttention(16, 4, window=0)
+    with pytest.raises(ValueError, match="even"):
+        TransformerStack(Spec(depth=1, width=40, heads=4, rope_fraction=0.3), seed=0)  # d_h = 10: r = 3
+    with pytest.raises(ValueError, match="rope_fraction"):
+        Rotary(8, 1.5)
+    with pytest.raises(ValueError, match="scalar"):
+        Block(Spec(beta=np.array([1.0, 2.0])))
