@@ -111,7 +111,7 @@ def measure_seeds(spec: Spec, *, seeds: int = 3, batch: int = 1, rho0: float | N
         model = TransformerStack(spec, seed=seed0 + 1000 * s + 17).eval()
         g = torch.Generator().manual_seed(seed0 + 1000 * s + 29)
         x = gaussian_tokens(batch, spec.seq_len, spec.width, rho_in, generator=g, q0=float(spec.q0))
-        with _position_probe(model, x, out, s) if positions else _no_probe():
+        with _position_probe(model, x, out, s) if positions else contextlib.nullcontext():
             m = measure(model, inputs_embeds=x, last_k=last_k)
         for k in MEASURED_KEYS:
             out[k][s] = np.asarray(m[k], dtype=float)
@@ -119,11 +119,6 @@ def measure_seeds(spec: Spec, *, seeds: int = 3, batch: int = 1, rho0: float | N
         if progress is not None:  # sigprop.progress bar, or a rich Progress with its task
             progress.advance(task) if task is not None else progress.advance(f"seed {s + 1}/{seeds}")
     return out
-
-
-@contextlib.contextmanager
-def _no_probe():
-    yield
 
 
 @contextlib.contextmanager
