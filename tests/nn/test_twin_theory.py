@@ -12,7 +12,8 @@ ones use the issue's fixed tolerances with 5 seeds. Measured at d = T = 256, 5 s
 in brackets): SwiGLU pre-LN 8 layers 0.009 (0.025), GeGLU 0.012 (0.025), SwiGLU post-LN σ_w,out² = 2
 0.005 (0.037), parallel pre-LN 12 layers 0.022 (0.011), pre-RMSNorm 12 layers 0.017 (0.015), post-RMSNorm
 0.021 (0.017), Llama-like 16 layers at HF init 0.012 (0.094; last-50 ρ 0.015), Pythia-like 12 layers
-0.020, causal post-LN β = 0.2 / 2: 0.005 / 0.034.
+0.020, causal post-LN β = 0.2 / 2: 0.005 / 0.034; pre-LN 6 layers with a window (3 seeds), causal W = 32:
+0.022 (β = 1 and 2), encoder W = 65: 0.017 (β = 1), 0.020 (β = 2).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def pieces(d: int, T: int, depth: int) -> dict[str, Spec]:
         "swiglu_post_w2out": Spec(depth=depth, norm="post", activation="swiglu", sigma_w2_out=2.0, **base),
         "parallel_pre": Spec(depth=depth, norm="pre", block="parallel", activation="gelu", **base),
         "rmsnorm_pre": Spec(depth=depth, norm="pre", norm_type="rmsnorm", **base),
+        "window_causal": Spec(depth=depth, norm="pre", causal=True, window=T // 8, **base),
+        "window_encoder": Spec(depth=depth, norm="pre", window=T // 4 + 1, **base),
     }
 
 
@@ -69,7 +72,7 @@ def _check(spec: Spec, seeds: int, tol: float, *, adaptive: bool) -> float:
     return err
 
 
-@pytest.mark.parametrize("name", ["swiglu", "geglu", "parallel_pre", "rmsnorm_pre"])
+@pytest.mark.parametrize("name", ["swiglu", "geglu", "parallel_pre", "rmsnorm_pre", "window_causal", "window_encoder"])
 def test_pieces_fast(name):
     """d = T = 128, 4 layers, 2 seeds: ρ within 0.03 + 3 σ_max/√2."""
     _check(pieces(128, 128, 4)[name], 2, 0.03, adaptive=True)
@@ -118,9 +121,11 @@ def test_partial_rope_single_layer_y2():
 
 # ---------------------------------------------------------------------------------------------- slow
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["swiglu", "geglu", "swiglu_post_w2out", "parallel_pre", "rmsnorm_pre"])
+@pytest.mark.parametrize("name", ["swiglu", "geglu", "swiglu_post_w2out", "parallel_pre", "rmsnorm_pre",
+                                  "window_causal", "window_encoder"])
 def test_pieces_acceptance(name):
-    """d = T = 256, 5 seeds: max |Δρ| ≤ 0.03 (SwiGLU, GeGLU 8 layers; parallel pre-LN, RMSNorm 12 layers)."""
+    """d = T = 256, 5 seeds: max |Δρ| ≤ 0.03 (SwiGLU, GeGLU, windows 8 layers; parallel pre-LN, RMSNorm 12
+    layers). Windows: causal W = 32 (Mistral-like), encoder W = 65 (ModernBERT-like band ±32)."""
     depth = 12 if name in ("parallel_pre", "rmsnorm_pre") else 8
     _check(pieces(256, 256, depth)[name], 5, 0.03, adaptive=False)
 
