@@ -14,6 +14,7 @@ compositions of the same pieces:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,60 +183,84 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     qa = np.asarray(qa, dtype=float)
     pa = np.asarray(pa, dtype=float)
     beta = np.asarray(beta, dtype=float)
-    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (..., K)
-    M = np.matmul(np.matmul(V, pa), V.T)  # (..., K, K)
+    shape = np.broadcast_shapes(qa.shape[:-1], pa.shape[:-2], beta.shape)
+    G = math.prod(shape)
+    qa = np.broadcast_to(qa, (*shape, K)).reshape(G, K)
+    pa = np.broadcast_to(pa, (*shape, K, K)).reshape(G, K, K)
+    bt = np.broadcast_to(beta, shape).reshape(G)
+    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
+    M = np.matmul(np.matmul(V, pa), V.T)  # V p Vᵀ (G, K, K)
     dV = dg @ V.T  # mean within-bin overlap over each row's keys
     qbar = qa @ V.T
     inv_n = geo.inv_n
     one = geo.n < 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pown = np.where(one, qbar, (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n))
-        S = geo.shared
-        Pb = (M - S * _lower(dV)) / np.where(S < 1.0, 1.0 - S, 1.0)
+    S = geo.shared
+    pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+    pown = np.where(one, qbar, pown)
+    Pb = M
+    Pb -= S * _lower(dV)
+    Pb *= 1.0 / np.where(S < 1.0, 1.0 - S, 1.0)
     gap = np.maximum(qbar - pown, 0.0)
-    spread_ = qbar - (1.0 - cbar) * pown if np.any(cbar) else gap
-    b = beta[..., None] * np.sqrt(qa * np.maximum(spread_, 0.0))  # effective β of each row bin
-    y2 = np.empty(b.shape)
-    ent = np.zeros(b.shape) if want_entropy else None
-    ex_ov = np.zeros(pa.shape) if finite_T else None
-    sq = np.sqrt(np.maximum(qa, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.clip(pa / (sq[..., :, None] * sq[..., None, :]), 0.0, 1.0)
-    c = np.where(np.isfinite(c), c, 1.0)
+    spread_ = np.maximum(qbar - (1.0 - cbar) * pown, 0.0) if np.any(cbar) else gap
+    b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
+    y2 = np.empty((G, K))
+    ent = np.zeros((G, K)) if want_entropy else None
+    ex = np.zeros((G, K, K)) if finite_T else None
+    if finite_T:
+        inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
+        c = pa * inv_sq[:, :, None]
+        c *= inv_sq[:, None, :]
+        np.clip(c, 0.0, 1.0, out=c)
     for i in range(K):
         n = float(geo.n[i])
         if n < 2:
-            y2[..., i] = 1.0
+            y2[:, i] = 1.0
             continue
-        st = rows.row_stats(b[..., i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
-        y2[..., i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
+        st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
+        y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
         if want_entropy:
-            ent[..., i] = st.entropy
+            ent[:, i] = st.entropy
         if finite_T:
-            ov = rows.row_stats(b[..., i, None], n, T, rho=c[..., i, i:], table=True).overlap
-            ex_ov[..., i, i:] = ov - 1.0 / n
-            ex_ov[..., i:, i] = ex_ov[..., i, i:]
-    y2 = np.clip(y2, 0.0, 1.0)
-    if finite_T:
-        O = S + geo.shared2 * ex_ov
-        ex_pair = geo.shared2 * ex_ov
-    else:
-        O = np.zeros(pa.shape)
-        ex_pair = O
+            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T, st.y2)
+    np.clip(y2, 0.0, 1.0, out=y2)
     gapP = np.maximum(_lower(qbar) - Pb, 0.0)
+    if finite_T:
+        iu = np.triu(np.ones((K, K), dtype=bool))
+        ex = np.where(iu, ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
+        ex *= geo.shared2
     if kind == "softmax":
         q_out = pown + gap * y2
-        p_out = Pb + gapP * O
+        if finite_T:
+            ex += S
+            ex *= gapP
+            p_out = Pb + ex
+        else:
+            p_out = Pb
     else:
-        ex_y = y2 - (inv_n if finite_T else 0.0)
-        q_out = gap * np.maximum(ex_y, 0.0)
-        p_out = gapP * np.maximum(ex_pair, 0.0)
+        q_out = gap * np.maximum(y2 - (inv_n if finite_T else 0.0), 0.0)
+        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
     qm, pm = all_tokens(qa, pa, geo)
     qgap = qm * np.maximum(qm - pm, 0.0)
-    condensed = beta * np.sqrt(qgap) > rem.SQRT2
-    y2m = y2 @ geo.row_w
-    entm = None if ent is None else ent @ geo.row_w
-    return AttentionOut(q_out, p_out, y2m, entm, condensed, qgap)
+    condensed = bt * np.sqrt(qgap) > rem.SQRT2
+    entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
+    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
+                        entm, condensed.reshape(shape), qgap.reshape(shape))
+
+
+def _excess_overlap_row(b, c, n: float, T: float, y2) -> np.ndarray:
+    """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
+
+    Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
+    in c between them (the overlap is smooth and monotone in c; exact at both ends).
+    """
+    lo, hi = c.min(axis=1), c.max(axis=1)
+    both = np.concatenate([lo, hi])
+    ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
+    G = b.shape[0]
+    e_lo, e_hi = ov[:G], ov[G:]
+    span = hi - lo
+    slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
+    return e_lo[:, None] + slope[:, None] * (c - lo[:, None])
 
 
 # --------------------------------------------------------------------------- the other pieces

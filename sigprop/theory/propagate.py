@@ -122,7 +122,10 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     shape = spec.shape
     L = spec.depth
     if spec.causal:
-        return _propagate_positions(spec, finite_T, record, progress)
+        from sigprop.theory import finite
+
+        with finite.one_blas_thread():  # many small products: one BLAS thread is several times faster
+            return _propagate_positions(spec, finite_T, record, progress)
     q = np.broadcast_to(np.asarray(spec.q0, dtype=float), shape).copy()
     p = q * np.broadcast_to(np.asarray(spec.rho0, dtype=float), shape)
     arrays = _arrays(record, L, shape)
