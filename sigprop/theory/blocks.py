@@ -216,6 +216,11 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
         if n < 2:
             y2[:, i] = 1.0
             continue
+        if finite_T and not np.any(b[:, i]):  # uniform rows: Y² = ov = 1/n exactly (no table needed)
+            y2[:, i] = inv_n[i]
+            if want_entropy:
+                ent[:, i] = 1.0
+            continue
         st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
         y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
         if want_entropy:

@@ -183,7 +183,7 @@ def stats(beta, rho=0.0, seq_len=None, *, q=1.0, finite_T: bool = True) -> REMSt
     shape = np.broadcast_shapes(np.shape(beta), np.shape(rho), np.shape(q))
     if seq_len is None or not finite_T:
         st = rows.row_stats(b, None, None, finite_T=False, moments=True)
-        m = 1.0 - st.y2
+        m = rows.parisi_m(b)
         return REMStats(
             beta_c=np.asarray(bc),
             y2=st.y2,
