@@ -14,6 +14,7 @@ compositions of the same pieces:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -145,15 +146,21 @@ def all_tokens(q, p, geo: rows.RowGeometry, *, last: bool = False) -> tuple[np.n
     """All-token means of a per-position state: q̄ over rows and p̄ over distinct pairs (or the last tokens)."""
     rw, pw = (geo.last_row_w, geo.last_pair_w) if last else (geo.row_w, geo.pair_w)
     q = np.asarray(q, dtype=float)
+    p = np.asarray(p, dtype=float)
     qm = q @ rw if q.ndim else q * 1.0
-    return qm, np.einsum("...ij,ij->...", p, pw)
+    K = pw.shape[0]
+    return qm, p.reshape(*p.shape[:-2], K * K) @ pw.ravel()
 
 
 def _lower(x: np.ndarray) -> np.ndarray:
-    """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(..., K)`` → ``(..., K, K)``."""
+    """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(G, K)`` → ``(G, K, K)``."""
     K = x.shape[-1]
-    idx = np.minimum.outer(np.arange(K), np.arange(K))
-    return x[..., idx]
+    return np.where(_upper_mask(K), x[..., :, None], x[..., None, :])
+
+
+@functools.lru_cache(maxsize=16)
+def _upper_mask(K: int) -> np.ndarray:
+    return np.triu(np.ones((K, K), dtype=bool))
 
 
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
@@ -198,8 +205,8 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
     pown = np.where(one, qbar, pown)
     Pb = M
-    Pb -= S * _lower(dV)
-    Pb *= 1.0 / np.where(S < 1.0, 1.0 - S, 1.0)
+    Pb -= _lower(dV) * S
+    Pb *= geo.inv_one_minus_shared
     gap = np.maximum(qbar - pown, 0.0)
     spread_ = np.maximum(qbar - (1.0 - cbar) * pown, 0.0) if np.any(cbar) else gap
     b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
@@ -207,10 +214,13 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     ent = np.zeros((G, K)) if want_entropy else None
     ex = np.zeros((G, K, K)) if finite_T else None
     if finite_T:
-        inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
-        c = pa * inv_sq[:, :, None]
-        c *= inv_sq[:, None, :]
-        np.clip(c, 0.0, 1.0, out=c)
+        if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q
+            c = np.clip(pa * (1.0 / max(float(qa[0, 0]), 1e-300)), 0.0, 1.0)
+        else:
+            inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
+            c = pa * inv_sq[:, :, None]
+            c *= inv_sq[:, None, :]
+            np.clip(c, 0.0, 1.0, out=c)
     for i in range(K):
         n = float(geo.n[i])
         if n < 2:
@@ -228,17 +238,19 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
         if finite_T:
             ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T, st.y2)
     np.clip(y2, 0.0, 1.0, out=y2)
-    gapP = np.maximum(_lower(qbar) - Pb, 0.0)
+    gapP = _lower(qbar)
+    gapP -= Pb
+    np.maximum(gapP, 0.0, out=gapP)
     if finite_T:
-        iu = np.triu(np.ones((K, K), dtype=bool))
-        ex = np.where(iu, ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
+        ex = np.where(_upper_mask(K), ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
         ex *= geo.shared2
     if kind == "softmax":
         q_out = pown + gap * y2
         if finite_T:
             ex += S
             ex *= gapP
-            p_out = Pb + ex
+            ex += Pb
+            p_out = ex
         else:
             p_out = Pb
     else:
@@ -246,7 +258,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
         p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
     qm, pm = all_tokens(qa, pa, geo)
     qgap = qm * np.maximum(qm - pm, 0.0)
-    condensed = bt * np.sqrt(qgap) > rem.SQRT2
+    condensed = bt * np.sqrt(qgap) > rem.SQRT2  # of the all-token state (as for an encoder)
     entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
     return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
                         entm, condensed.reshape(shape), qgap.reshape(shape))
@@ -297,8 +309,13 @@ def layernorm_positions(q, p) -> tuple[np.ndarray, np.ndarray]:
     q = np.asarray(q, dtype=float)
     if q.ndim == 0:  # the same q at every position
         return np.asarray(1.0), cosine(p, q)
-    sq = np.sqrt(np.maximum(q, 0.0))
-    return np.asarray(1.0), cosine(p, sq[..., :, None] * sq[..., None, :])
+    if not np.all(q > 0):  # zero tokens read as identical (cosine 1), as in :func:`cosine`
+        sq = np.sqrt(np.maximum(q, 0.0))
+        return np.asarray(1.0), cosine(p, sq[..., :, None] * sq[..., None, :])
+    inv = 1.0 / np.sqrt(q)
+    c = p * inv[..., :, None]
+    c *= inv[..., None, :]
+    return np.asarray(1.0), np.clip(c, 0.0, 1.0, out=c)
 
 
 def mlp(q, p, activation, sigma_w2, sigma_b2, sigma_w2_out=None) -> tuple[np.ndarray, np.ndarray]:

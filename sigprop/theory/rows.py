@@ -227,6 +227,11 @@ class RowGeometry:
     last_row_w: np.ndarray
     last_pair_w: np.ndarray
 
+    @functools.cached_property
+    def inv_one_minus_shared(self) -> np.ndarray:
+        """``1/(1 − S)`` (1 where S = 1: a pair of rows that see one and the same key)."""
+        return 1.0 / np.where(self.shared < 1.0, 1.0 - self.shared, 1.0)
+
     @property
     def size(self) -> int:
         return int(self.n.size)
