@@ -98,13 +98,14 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
 
 
 def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: bool = True, *,
-               window: int | None = None, cbar=0.0) -> AttentionOut:
+               window: int | None = None, cbar: float | None = None) -> AttentionOut:
     """:func:`attention` of a non-causal layer without input checks (every row sees ``min(T, W)`` keys).
 
-    ``cbar`` (RoPE): the logit fluctuation variance is ``β² ln T q (q − c̄ p)`` (docs/theory.md §7).
+    ``cbar`` (RoPE, ``None`` = none): the logit fluctuation variance is ``β² ln T q (q − c̄ p)``
+    (docs/theory.md §3).
     """
     gap = np.maximum(q - p, 0.0)
-    qgap = q * gap if not np.any(cbar) else q * np.maximum(q - (1.0 - cbar) * p, 0.0)
+    qgap = q * gap if cbar is None else q * np.maximum(q - cbar * p, 0.0)
     b_eff = beta * np.sqrt(qgap)
     windowed = window is not None and seq_len is not None and window < seq_len
     rho = cosine(p, q) if finite_T else None
@@ -164,7 +165,7 @@ def _upper_mask(K: int) -> np.ndarray:
 
 
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
-                     want_entropy: bool = True, cbar=0.0) -> AttentionOut:
+                     want_entropy: bool = True, cbar: float | None = None) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
 
     ``qa`` ``(..., K)``: q of the tokens of each position bin; ``pa`` ``(..., K, K)``: overlaps of distinct
@@ -208,7 +209,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     Pb -= _lower(dV) * S
     Pb *= geo.inv_one_minus_shared
     gap = np.maximum(qbar - pown, 0.0)
-    spread_ = np.maximum(qbar - (1.0 - cbar) * pown, 0.0) if np.any(cbar) else gap
+    spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
     b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
     y2 = np.empty((G, K))
     ent = np.zeros((G, K)) if want_entropy else None
@@ -343,11 +344,17 @@ class BlockOut:
     attn: AttentionOut
 
 
-def _rope_cbar(spec) -> float:
-    if not spec.rope_fraction:
-        return 0.0
-    from sigprop.theory import rope
+def rope_cbar(spec) -> float | None:
+    """RoPE's c̄ of ``spec`` (:func:`sigprop.theory.rope.cbar`), ``None`` without RoPE.
 
+    c̄ = average over key pairs of ``(1 − f) + f mean_i cos(θ_i Δ)``; the within-row logit variance
+    becomes ``β² ln T q (q − c̄ p)`` (docs/theory.md §3).
+    """
+    if not spec.rope_fraction:
+        return None
+    import importlib
+
+    rope = importlib.import_module("sigprop.theory.rope")
     return float(rope.cbar(spec.rope_fraction, spec.rope_theta, spec.width // spec.heads, spec.seq_len,
                            causal=spec.causal))
 
@@ -388,7 +395,7 @@ def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockO
     one, two = (lambda x: _axes(x, 1), lambda x: _axes(x, 2)) if pos else (lambda x: x, lambda x: x)
     norm = layernorm_positions if pos else layernorm
     pre = spec.norm == "pre"
-    cbar = _rope_cbar(spec)
+    cbar = rope_cbar(spec)
     att = None
     for sub in spec_recipe(spec):
         qn, pn = norm(q, p) if sub.norm_in else (q, p)
