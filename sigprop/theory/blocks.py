@@ -164,6 +164,10 @@ def _upper_mask(K: int) -> np.ndarray:
     return np.triu(np.ones((K, K), dtype=bool))
 
 
+#: condensed rows prefer keys far from the keys' centroid (docs/theory.md §7); False: uniform key weights
+KEY_PREFERENCE = True
+
+
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
                      want_entropy: bool = True, cbar: float | None = None) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
@@ -181,13 +185,15 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
       ``c_tτ``, the cosine of the two query tokens). Uniform attention (β → 0) gives exactly
       ``O_tτ = 1/max(t, τ)`` and ``Y²_t = 1/t``.
 
+    Keys are not equally attended: after the row's REM temperature is set from the uniform key means, the
+    key weights V become :func:`_key_weights` (keys far from the keys' centroid have larger logit variance
+    and win more often) in p̄_t, q̄_t and P̄_tτ (``KEY_PREFERENCE``).
+
     Bin means of the exactly known 1/n and m/(n n) parts come from :func:`sigprop.theory.rows.geometry`; the
     REM excesses (Y²_t − 1/n_t, ov − 1/n) are evaluated at each bin's representative row. T = ∞
     (``finite_T=False``): ``Y²_t = 1 − m_t`` with ``m_t = √2/(b_t sqrt(ln T/ln n_t))`` and ``O = 0``.
     """
-    T = float(geo.seq_len)
     K = geo.size
-    V = geo.vis
     qa = np.asarray(qa, dtype=float)
     pa = np.asarray(pa, dtype=float)
     beta = np.asarray(beta, dtype=float)
@@ -196,24 +202,10 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     qa = np.broadcast_to(qa, (*shape, K)).reshape(G, K)
     pa = np.broadcast_to(pa, (*shape, K, K)).reshape(G, K, K)
     bt = np.broadcast_to(beta, shape).reshape(G)
-    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
-    M = np.matmul(np.matmul(V, pa), V.T)  # V p Vᵀ (G, K, K)
-    dV = dg @ V.T  # mean within-bin overlap over each row's keys
-    qbar = qa @ V.T
     inv_n = geo.inv_n
-    one = geo.n < 2
     S = geo.shared
-    pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
-    pown = np.where(one, qbar, pown)
-    Pb = M
-    Pb -= _lower(dV) * S
-    Pb *= geo.inv_one_minus_shared
-    gap = np.maximum(qbar - pown, 0.0)
-    spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
-    b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
-    y2 = np.empty((G, K))
-    ent = np.zeros((G, K)) if want_entropy else None
-    ex = np.zeros((G, K, K)) if finite_T else None
+    qbar, pown, gap, b, Pb = _key_means(qa, pa, bt, geo, cbar)
+    c = None
     if finite_T:
         if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q
             c = np.clip(pa * (1.0 / max(float(qa[0, 0]), 1e-300)), 0.0, 1.0)
@@ -222,22 +214,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
             c = pa * inv_sq[:, :, None]
             c *= inv_sq[:, None, :]
             np.clip(c, 0.0, 1.0, out=c)
-    for i in range(K):
-        n = float(geo.n[i])
-        if n < 2:
-            y2[:, i] = 1.0
-            continue
-        if finite_T and not np.any(b[:, i]):  # uniform rows: Y² = ov = 1/n exactly (no table needed)
-            y2[:, i] = inv_n[i]
-            if want_entropy:
-                ent[:, i] = 1.0
-            continue
-        st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
-        y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
-        if want_entropy:
-            ent[:, i] = st.entropy
-        if finite_T:
-            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T, st.y2)
+    y2, ent, ex = _row_statistics(b, c, geo, finite_T, want_entropy)
     np.clip(y2, 0.0, 1.0, out=y2)
     gapP = _lower(qbar)
     gapP -= Pb
@@ -265,7 +242,93 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
                         entm, condensed.reshape(shape), qgap.reshape(shape))
 
 
-def _excess_overlap_row(b, c, n: float, T: float, y2) -> np.ndarray:
+def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
+    """Mean key norm q̄, own-key pair overlap p̄, spread q̄ − p̄, effective β of each row bin, and the
+    cross-row key overlap P̄ (``(G, K)`` × 4 and ``(G, K, K)``); see :func:`causal_attention`."""
+    V = geo.vis
+    inv_n = geo.inv_n
+    one = geo.n < 2
+    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
+    X = np.matmul(pa, V.T)  # X[k, i]: mean overlap of a key in bin k with the keys of row bin i
+    M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+    dV = dg @ V.T  # mean within-bin overlap over each row's keys
+    qbar = qa @ V.T
+    pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+    pown = np.where(one, qbar, pown)
+    gap = np.maximum(qbar - pown, 0.0)
+    spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
+    b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
+    if KEY_PREFERENCE:
+        W = _key_weights(V, X, qa, pown, gap, b, geo)
+        M = np.matmul(np.matmul(W, pa), W.transpose(0, 2, 1))
+        dV = np.einsum("gik,gk->gi", W, dg)
+        qbar = np.einsum("gik,gk->gi", W, qa)
+        pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+        pown = np.where(one, qbar, pown)
+        gap = np.maximum(qbar - pown, 0.0)
+    Pb = M
+    Pb -= _lower(dV) * geo.shared
+    Pb *= geo.inv_one_minus_shared
+    return qbar, pown, gap, b, Pb
+
+
+def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
+    """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
+    each pair (row i against bin j, before symmetrisation); one table per bin's key count."""
+    G, K = b.shape
+    T = float(geo.seq_len)
+    inv_n = geo.inv_n
+    y2 = np.empty((G, K))
+    ent = np.zeros((G, K)) if want_entropy else None
+    ex = np.zeros((G, K, K)) if finite_T else None
+    for i in range(K):
+        n = float(geo.n[i])
+        if n < 2:
+            y2[:, i] = 1.0
+            continue
+        if finite_T and not np.any(b[:, i]):  # uniform rows: Y² = ov = 1/n exactly (no table needed)
+            y2[:, i] = inv_n[i]
+            if want_entropy:
+                ent[:, i] = 1.0
+            continue
+        st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
+        y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
+        if want_entropy:
+            ent[:, i] = st.entropy
+        if finite_T:
+            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T)
+    return y2, ent, ex
+
+
+def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
+    """Attention mass per key bin of each row bin (``(G, K, K)``, rows sum to 1).
+
+    A key s of row t has logit variance (about the row mean) ∝ g_s = q_s − 2 m_s + p̄_t, with m_s its mean
+    overlap with the row's keys; the mean of g over the keys is q̄ − p̄. Its mean Gibbs weight relative to a
+    key at the mean is exp(λ (g_s/ḡ − 1)): λ = s²/2 below the REM transition (annealed, E e^{a}) and
+    λ = ln n above it (the largest of n Gaussians: a key with variance g beats the typical maximum with
+    probability ≈ n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}).
+    """
+    """Attention mass per key bin of each row bin when keys differ in their distance from the keys' centroid.
+
+    A key s of row t has logit variance (about the row mean) ∝ g_s = q_s − 2 m_s + p̄_t (m_s its mean
+    overlap with the row's keys; the mean of g over the keys is q̄ − p̄). Its mean Gibbs weight, relative
+    to a key at the mean, is exp(λ (g_s/ḡ − 1)) with λ = s²/2 below the REM transition (annealed) and
+    λ = ln n at and above it (the extreme value of n Gaussians: n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}).
+    """
+    T = float(geo.seq_len)
+    n = np.maximum(geo.n, 1.0)
+    lam = 0.5 * np.minimum(b * b * math.log(T), 2.0 * np.log(n))  # (G, K) per row bin
+    g = qa[:, :, None] - 2.0 * X + pown[:, None, :]  # [g, k, i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = lam[:, None, :] * (g / np.where(gap > 0, gap, 1.0)[:, None, :] - 1.0)
+    np.clip(z, -30.0, 30.0, out=z)
+    w = V.T[None] * np.exp(z)
+    w /= w.sum(axis=1, keepdims=True)
+    return w.transpose(0, 2, 1)
+
+
+def _excess_overlap_row(b, c, n: float, T: float) -> np.ndarray:
     """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
 
     Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
