@@ -281,6 +281,7 @@ def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: b
     y2 = np.empty((G, K))
     ent = np.zeros((G, K)) if want_entropy else None
     ex = np.zeros((G, K, K)) if finite_T else None
+    c_lo, c_hi = (c.min(axis=2), c.max(axis=2)) if finite_T else (None, None)
     for i in range(K):
         n = float(geo.n[i])
         if n < 2:
@@ -296,7 +297,7 @@ def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: b
         if want_entropy:
             ent[:, i] = st.entropy
         if finite_T:
-            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T)
+            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], c_lo[:, i], c_hi[:, i], n, T)
     return y2, ent, ex
 
 
@@ -328,14 +329,13 @@ def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
     return w.transpose(0, 2, 1)
 
 
-def _excess_overlap_row(b, c, n: float, T: float) -> np.ndarray:
+def _excess_overlap_row(b, c, lo, hi, n: float, T: float) -> np.ndarray:
     """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
 
     Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
     in c between them (the overlap is smooth and monotone in c; exact at both ends).
     """
-    lo, hi = c.min(axis=1), c.max(axis=1)
-    both = np.concatenate([lo, hi])
+    both = np.concatenate([lo, hi])  # the row's smallest and largest cosine
     ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
     G = b.shape[0]
     e_lo, e_hi = ov[:G], ov[G:]
