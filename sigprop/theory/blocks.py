@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class AttentionOut:
     q: np.ndarray
     p: np.ndarray
     y2: np.ndarray
-    entropy: np.ndarray
+    entropy: Any  # np.ndarray, None when not requested
     condensed: np.ndarray
     q_in_gap: np.ndarray  # q (q − p) of the attention input
 
@@ -107,17 +108,16 @@ def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: boo
     gap = np.maximum(q - p, 0.0)
     qgap = q * gap if cbar is None else q * np.maximum(q - cbar * p, 0.0)
     b_eff = beta * np.sqrt(qgap)
-    windowed = window is not None and seq_len is not None and window < seq_len
+    W = window if (window is not None and seq_len is not None and window < seq_len) else None
     rho = cosine(p, q) if finite_T else None
-    st = rows.row_stats(b_eff, window if windowed else None, seq_len, finite_T=finite_T, rho=rho,
-                        entropy=want_entropy)
+    st = rows.row_stats(b_eff, W, seq_len, finite_T=finite_T, rho=rho, entropy=want_entropy)
     y2, ent = st.y2, st.entropy
-    ov = st.overlap if finite_T else 0.0
+    ov: Any = st.overlap if finite_T else 0.0
     inv_n = 0.0
     if finite_T:
-        inv_n = 1.0 / (min(float(window), float(seq_len)) if windowed else float(seq_len))
-    if windowed and finite_T:  # rows far apart share fewer than n keys: O = S + S₂ (ov − 1/n)
-        geo = rows.geometry(int(seq_len), False, int(window))
+        inv_n = 1.0 / float(seq_len if W is None else W)
+    if W is not None and finite_T:  # rows far apart share fewer than n keys: O = S + S₂ (ov − 1/n)
+        geo = rows.geometry(int(seq_len), False, W)
         ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - inv_n)
         inv_pair = float(geo.shared[0, 0])
     else:
@@ -279,9 +279,10 @@ def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: b
     T = float(geo.seq_len)
     inv_n = geo.inv_n
     y2 = np.empty((G, K))
-    ent = np.zeros((G, K)) if want_entropy else None
-    ex = np.zeros((G, K, K)) if finite_T else None
-    c_lo, c_hi = (c.min(axis=2), c.max(axis=2)) if finite_T else (None, None)
+    ent: Any = np.zeros((G, K)) if want_entropy else None
+    ex: Any = np.zeros((G, K, K)) if finite_T else None
+    c_lo: Any = c.min(axis=2) if finite_T else None  # each row's smallest and largest query cosine
+    c_hi: Any = c.max(axis=2) if finite_T else None
     for i in range(K):
         n = float(geo.n[i])
         if n < 2:
@@ -496,6 +497,7 @@ def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockO
             q, p = residual(q, p, bq, bp, alpha)
         if sub.norm_out:
             q, p = norm(q, p)
+    assert att is not None  # every recipe has an attention branch
     return BlockOut(q, p, att)
 
 
