@@ -122,7 +122,10 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     shape = spec.shape
     L = spec.depth
     if spec.causal:
-        return _propagate_positions(spec, finite_T, record, progress)
+        from sigprop.theory import finite
+
+        with finite.one_blas_thread():  # many small products: one BLAS thread is several times faster
+            return _propagate_positions(spec, finite_T, record, progress)
     q = np.broadcast_to(np.asarray(spec.q0, dtype=float), shape).copy()
     p = q * np.broadcast_to(np.asarray(spec.rho0, dtype=float), shape)
     arrays = _arrays(record, L, shape)
@@ -133,8 +136,8 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     if "log_q" in arrays:
         arrays["log_q"][0] = np.log(q)
     pre = spec.norm == "pre"
-    log_scale = np.zeros(shape) if pre else 0.0
-    scale = 1.0
+    log_scale: Any = np.zeros(shape) if pre else 0.0
+    scale: Any = 1.0
     n_cond = np.zeros(shape, dtype=np.int64)
     first = np.zeros(shape, dtype=bool)
     want_entropy = "entropy" in arrays
@@ -217,8 +220,8 @@ def _propagate_positions(spec: Spec, finite_T: bool, record: tuple[str, ...],
         return _ratio(pm, qm), np.log(qm) + log_scale
 
     pre = spec.norm == "pre"
-    log_scale = np.zeros(shape) if pre else 0.0
-    scale = 1.0
+    log_scale: Any = np.zeros(shape) if pre else 0.0
+    scale: Any = 1.0
     n_cond = np.zeros(shape, dtype=np.int64)
     first = np.zeros(shape, dtype=bool)
     want_entropy = "entropy" in arrays

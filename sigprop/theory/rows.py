@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,15 +46,17 @@ class RowStats:
 
     ``y2, y3, y4`` : ``Y^(k) = E Σ_s A_s^k``; ``y2_sq`` : ``E[(Σ_s A_s²)²]``; ``entropy`` : Shannon entropy
     / ln n (0 for one key); ``overlap`` : ``E Σ_s A_ts A_τs`` of two rows with logit correlation ρ and the
-    same n keys (0 at T = ∞).
+    same n keys (0 at T = ∞); ``log_z`` : ``E ln Z`` in nats (finite T with ``moments``).
     """
 
     y2: np.ndarray
-    y3: np.ndarray | None = None
-    y4: np.ndarray | None = None
-    y2_sq: np.ndarray | None = None
-    entropy: np.ndarray | None = None
-    overlap: np.ndarray | None = None
+    # the others are arrays, or None where not requested
+    y3: Any = None
+    y4: Any = None
+    y2_sq: Any = None
+    entropy: Any = None
+    overlap: Any = None
+    log_z: Any = None
 
     @property
     def trace_j2(self) -> np.ndarray:
@@ -85,6 +88,10 @@ def row_stats(b, n, seq_len, *, finite_T: bool = True, rho=None, moments: bool =
     b = np.asarray(b, dtype=float)
     if seq_len is None:
         finite_T = False
+    elif np.ndim(seq_len) and n is None:  # several T: one call per distinct T
+        return _per_value(b, seq_len, rho, lambda bb, t, rr: row_stats(
+            bb, None, float(t), finite_T=finite_T, rho=rr, moments=moments, entropy=entropy, table=table),
+            _wanted(rho is not None, moments, entropy, finite_T))
     same_n = n is None or (np.ndim(n) == 0 and seq_len is not None and float(n) == float(seq_len))
     if same_n:
         return _stats_one_n(b, None if seq_len is None else float(seq_len), finite_T, rho, moments, entropy, table)
@@ -96,24 +103,29 @@ def row_stats(b, n, seq_len, *, finite_T: bool = True, rho=None, moments: bool =
         bn = b * math.sqrt(math.log(float(seq_len)) / math.log(nk))
         return _stats_one_n(bn, nk, finite_T, rho, moments, entropy, table)
     # several key counts: one table per distinct n
-    shape = np.broadcast_shapes(b.shape, n.shape, np.shape(rho) if rho is not None else ())
-    bb, nn = np.broadcast_to(b, shape), np.broadcast_to(n, shape)
+    return _per_value(b, n, rho, lambda bb, nk, rr: row_stats(
+        bb, float(nk), seq_len, finite_T=finite_T, rho=rr, moments=moments, entropy=entropy, table=table),
+        _wanted(rho is not None, moments, entropy, finite_T and False))
+
+
+def _per_value(b, v, rho, call, fields) -> RowStats:
+    """Evaluate ``call(b, value, rho)`` once per distinct value of the array ``v`` and reassemble."""
+    shape = np.broadcast_shapes(b.shape, np.shape(v), np.shape(rho) if rho is not None else ())
+    bb, vv = np.broadcast_to(b, shape), np.broadcast_to(np.asarray(v, dtype=float), shape)
     rr = np.broadcast_to(rho, shape) if rho is not None else None
-    fields = _wanted(rho is not None, moments, entropy)
     out = {f: np.empty(shape) for f in fields}
-    for nk in np.unique(nn):
-        sel = nn == nk
-        part = row_stats(bb[sel], float(nk), seq_len, finite_T=finite_T, rho=None if rr is None else rr[sel],
-                         moments=moments, entropy=entropy, table=table)
+    for vk in np.unique(vv):
+        sel = vv == vk
+        part = call(bb[sel], vk, None if rr is None else rr[sel])
         for f in fields:
             out[f][sel] = getattr(part, f)
     return RowStats(**out)
 
 
-def _wanted(overlap: bool, moments: bool, entropy: bool) -> tuple[str, ...]:
+def _wanted(overlap: bool, moments: bool, entropy: bool, log_z: bool = False) -> tuple[str, ...]:
     f = ["y2"]
     if moments:
-        f += ["y3", "y4", "y2_sq"]
+        f += ["y3", "y4", "y2_sq"] + (["log_z"] if log_z else [])
     if entropy:
         f.append("entropy")
     if overlap:
@@ -149,7 +161,7 @@ def _stats_one_n(b, n, finite_T: bool, rho, moments: bool, entropy: bool, table:
         mo = finite.moments_b(b, n1, table=table)
         y2 = mo.y2
         if moments:
-            kw.update(y3=mo.y3, y4=mo.y4, y2_sq=mo.y4 + mo.pair22)
+            kw.update(y3=mo.y3, y4=mo.y4, y2_sq=mo.y4 + mo.pair22, log_z=mo.log_z)
         if entropy:
             kw["entropy"] = mo.entropy / math.log(float(n))
     else:
@@ -162,20 +174,23 @@ def _stats_one_n(b, n, finite_T: bool, rho, moments: bool, entropy: bool, table:
 # --------------------------------------------------------------------------- row geometry
 
 
-def causal_bins(seq_len: int, bins: int = CAUSAL_POSITIONS) -> np.ndarray:
+def causal_bins(seq_len: int, bins: int | None = None) -> np.ndarray:
     """Edges of geometric position bins of rows 1..T (bin i holds rows ``edges[i] .. edges[i+1] − 1``)."""
     T = int(seq_len)
+    bins = CAUSAL_POSITIONS if bins is None else bins
+    if bins >= T:  # one bin per position: the exact per-position theory
+        return np.arange(1, T + 2, dtype=np.int64)
     return np.unique(np.round(np.geomspace(1, T + 1, bins + 1)).astype(np.int64))
 
 
-def causal_rows(seq_len: float, bins: int = CAUSAL_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
+def causal_rows(seq_len: float, bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Representative numbers of visible keys ``n`` of the causal position bins, and their row weights.
 
     Each geometric bin of rows ``lo..hi−1`` is represented by ``sqrt(lo (hi − 1))`` and weighted by the
     fraction of rows it holds.
     """
     T = int(round(float(seq_len)))
-    edges = causal_bins(T, bins)
+    edges = causal_bins(T, CAUSAL_POSITIONS if bins is None else bins)
     lo, hi = edges[:-1], edges[1:]
     return np.sqrt(lo * (hi - 1.0)), (hi - lo) / float(T)
 
@@ -214,6 +229,11 @@ class RowGeometry:
     last_row_w: np.ndarray
     last_pair_w: np.ndarray
 
+    @functools.cached_property
+    def inv_one_minus_shared(self) -> np.ndarray:
+        """``1/(1 − S)`` (1 where S = 1: a pair of rows that see one and the same key)."""
+        return 1.0 / np.where(self.shared < 1.0, 1.0 - self.shared, 1.0)
+
     @property
     def size(self) -> int:
         return int(self.n.size)
@@ -246,8 +266,15 @@ def _shared_keys(t: np.ndarray, u: np.ndarray, causal: bool, window: int | None,
     return np.maximum(hi - lo + 1, 0).astype(float)
 
 
+def geometry(seq_len: int, causal: bool = True, window: int | None = None, bins: int | None = None) -> RowGeometry:
+    """Position bins and their uniform-attention pair structure (cached); ``bins=None`` reads
+    :data:`CAUSAL_POSITIONS` at call time."""
+    return _geometry(int(seq_len), bool(causal), None if window is None else int(window),
+                     CAUSAL_POSITIONS if bins is None else int(bins))
+
+
 @functools.lru_cache(maxsize=64)
-def geometry(seq_len: int, causal: bool = True, window: int | None = None, bins: int = CAUSAL_POSITIONS) -> RowGeometry:
+def _geometry(seq_len: int, causal: bool, window: int | None, bins: int) -> RowGeometry:
     """Position bins and their uniform-attention pair structure (cached).
 
     Causal layers use :func:`causal_bins` (``bins`` geometric bins; ``bins ≥ T`` gives one bin per
