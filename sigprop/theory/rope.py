@@ -17,8 +17,10 @@ For a row of n consecutive keys the pair sum has a closed form (the Fejér kerne
 
     c̄(n) = (1 − f) + f · mean_i [sin²(nθ_i/2) / sin²(θ_i/2) − n] / (n (n − 1)),
 
-which costs O(r) per row length instead of O(n²). Causal rows see ``n_t = t`` keys (``min(t, W)`` with a
-sliding window W); :func:`cbar_rows` gives c̄ per row and :func:`cbar` the mean over rows.
+which costs O(r) per row length instead of O(n²). Every row sees consecutive keys, so only its length
+matters: causal rows see ``n_t = t`` keys (``min(t, W)`` with a sliding window W); non-causal rows see all T,
+or with a window the band ``−⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉`` cut at the sequence ends (the torch twin's
+band). :func:`cbar_rows` gives c̄ per row and :func:`cbar` the mean over the rows.
 """
 
 from __future__ import annotations
@@ -83,11 +85,23 @@ def _pair_mean(n: np.ndarray, freqs: np.ndarray, f: float) -> np.ndarray:
     return out
 
 
+def row_lengths(seq_len: int, *, causal: bool, window: int | None = None) -> np.ndarray:
+    """n_t, the number of (consecutive) keys row ``t = 1 … T`` sees: causal ``min(t, W)``; non-causal T, or
+    with a window the band ``−⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉`` cut at the ends of the sequence."""
+    t = np.arange(seq_len)
+    if window is None:
+        return t + 1 if causal else np.full(seq_len, seq_len)
+    if causal:
+        return np.minimum(t + 1, window)
+    left = (window - 1) // 2
+    return np.minimum(t + (window - 1 - left), seq_len - 1) - np.maximum(t - left, 0) + 1
+
+
 @lru_cache(maxsize=256)
 def _cbar_rows_cached(rope_fraction: float, rope_theta: float, head_dim: int, seq_len: int,
-                      window: int | None) -> np.ndarray:
+                      window: int | None, causal: bool) -> np.ndarray:
     freqs = frequencies(rope_fraction, rope_theta, head_dim)
-    n = np.arange(1, seq_len + 1) if window is None else np.minimum(np.arange(1, seq_len + 1), window)
+    n = row_lengths(seq_len, causal=causal, window=window)
     out = np.ones(seq_len, dtype=float)
     if freqs.size:
         f = 2 * freqs.size / head_dim
@@ -101,12 +115,13 @@ def _cbar_rows_cached(rope_fraction: float, rope_theta: float, head_dim: int, se
 
 
 def cbar_rows(rope_fraction: float, rope_theta: float, head_dim: int, seq_len: int,
-              window: int | None = None) -> np.ndarray:
-    """c̄_t of the causal rows ``t = 1 … T`` (row t sees the ``n_t = min(t, W)`` keys before it, itself
-    included); ``c̄ = 1`` for a row with a single key (it has no pair). Read-only and cached."""
+              window: int | None = None, *, causal: bool = True) -> np.ndarray:
+    """c̄_t of the rows ``t = 1 … T`` (:func:`row_lengths` keys each; default: causal rows, row t sees the
+    ``min(t, W)`` keys up to itself); ``c̄ = 1`` for a row with a single key (it has no pair). Read-only and
+    cached."""
     _check(rope_fraction, rope_theta, head_dim, seq_len, window)
     return _cbar_rows_cached(float(rope_fraction), float(rope_theta), int(head_dim), int(seq_len),
-                             None if window is None else int(window))
+                             None if window is None else int(window), bool(causal))
 
 
 @lru_cache(maxsize=1024)
@@ -121,16 +136,16 @@ def cbar(rope_fraction: float, rope_theta: float, head_dim: int, seq_len: int, c
          window: int | None = None) -> float:
     """The RoPE overlap factor c̄: the within-row logit variance is ``β² ln T · q (q − c̄ p)``.
 
-    Non-causal: the average of ``c(s − s')`` over ordered pairs of distinct keys of one row of ``seq_len`` = T
-    keys. Causal: the mean of :func:`cbar_rows` over the rows that have a pair (``t ≥ 2``; with a window W,
-    row t sees ``min(t, W)`` keys). ``rope_fraction = 0`` gives 1 (no rotation: the usual ``q (q − p)``).
-    Examples: ``cbar(1, 1e4, 64, 256) ≈ 0.48``.
+    Non-causal without a window: the average of ``c(s − s')`` over the ordered pairs of distinct keys of one
+    row of ``seq_len`` = T keys. Otherwise (causal rows, or a window W): the mean of :func:`cbar_rows` over
+    the rows that have a pair (``n_t ≥ 2``). ``rope_fraction = 0`` gives 1 (no rotation: the usual
+    ``q (q − p)``). Example: ``cbar(1, 1e4, 64, 256) ≈ 0.48``.
     """
     _check(rope_fraction, rope_theta, head_dim, seq_len, window)
-    if window is not None and not causal:
-        raise ValueError("window is only defined for causal rows (a causal row t sees min(t, window) keys)")
-    if causal:
-        rows = _cbar_rows_cached(float(rope_fraction), float(rope_theta), int(head_dim), int(seq_len),
-                                 None if window is None else int(window))
-        return float(rows[1:].mean())
-    return _cbar_cached(float(rope_fraction), float(rope_theta), int(head_dim), int(seq_len))
+    if not causal and (window is None or window >= 2 * seq_len):  # every row sees all T keys
+        return _cbar_cached(float(rope_fraction), float(rope_theta), int(head_dim), int(seq_len))
+    args = (float(rope_fraction), float(rope_theta), int(head_dim), int(seq_len))
+    w = None if window is None else int(window)
+    rows = _cbar_rows_cached(*args, w, bool(causal))
+    paired = row_lengths(int(seq_len), causal=bool(causal), window=w) >= 2
+    return float(rows[paired].mean()) if paired.any() else 1.0

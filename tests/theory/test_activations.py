@@ -368,3 +368,18 @@ def test_gated_kernel_small_q_limit():
         k11, k12 = A.get(name).kernel(q1, c)
         np.testing.assert_allclose(k12, (c * q1) ** 2 / 4, rtol=2e-3)
         assert float(np.asarray(k11).flat[0]) == pytest.approx(q1**2 / 4, rel=2e-3)
+
+
+def test_gated_map_on_a_grid_equals_pointwise():
+    # a diagram grid: arrays of σ_w², σ_w,out² and p broadcast together (several q₁ → one table per q₁)
+    sw2 = np.array([0.2, 1.0, 2.5])[:, None, None]
+    sw2_out = np.array([0.5, 1.5])[None, :, None]
+    p = np.linspace(-0.5, 1.0, 4)
+    q2, p2 = A.mlp_map("swiglu", 1.0, p, sw2, 0.01, sw2_out)
+    shape = np.broadcast_shapes(sw2.shape, sw2_out.shape, p.shape)
+    assert np.shape(p2) == shape
+    for idx in np.ndindex(shape):
+        s, so, pp = (float(np.broadcast_to(v, shape)[idx]) for v in (sw2, sw2_out, p))
+        qa, pa = A.mlp_map("swiglu", 1.0, pp, s, 0.01, so)
+        assert float(np.broadcast_to(q2, shape)[idx]) == pytest.approx(float(qa), rel=1e-12)
+        assert float(np.broadcast_to(p2, shape)[idx]) == pytest.approx(float(pa), rel=1e-9, abs=1e-12)

@@ -47,6 +47,23 @@ def test_causal_matches_brute_force(f, theta, d_h, T, window):
     assert rope.cbar(f, theta, d_h, T, causal=True, window=window) == pytest.approx(np.mean(want[1:]), abs=1e-12)
 
 
+def _band(T, W):
+    """Keys of each row of a non-causal window, written as in the torch twin: −⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉."""
+    lo, hi = (W - 1) // 2, W - 1 - (W - 1) // 2
+    return [[s for s in range(T) if -lo <= s - t <= hi] for t in range(T)]
+
+
+@pytest.mark.parametrize("T, W", [(20, 5), (20, 6), (9, 1), (15, 40), (30, 29)])
+def test_noncausal_window_matches_brute_force(T, W):
+    f, theta, d_h = 1.0, 1e4, 64
+    keys = _band(T, W)
+    np.testing.assert_array_equal(rope.row_lengths(T, causal=False, window=W), [len(k) for k in keys])
+    want = [_brute_row(len(k), f, theta, d_h) if len(k) >= 2 else 1.0 for k in keys]
+    np.testing.assert_allclose(rope.cbar_rows(f, theta, d_h, T, window=W, causal=False), want, atol=1e-12)
+    paired = [w for w, k in zip(want, keys, strict=True) if len(k) >= 2]
+    assert rope.cbar(f, theta, d_h, T, window=W) == pytest.approx(np.mean(paired) if paired else 1.0, abs=1e-12)
+
+
 def test_key_overlap_is_the_trace_of_the_rotation():
     for f, theta, d_h in ((1.0, 1e4, 64), (0.25, 500.0, 32)):
         deltas = np.array([0, 1, 5, -5, 130])
@@ -82,6 +99,10 @@ def test_window_rows_repeat_and_window_above_T_is_no_window():
     rows = rope.cbar_rows(1.0, 1e4, 64, 50, window=8)
     assert np.all(rows[7:] == rows[7])
     np.testing.assert_array_equal(rope.cbar_rows(1.0, 1e4, 64, 50, window=500), rope.cbar_rows(1.0, 1e4, 64, 50))
+    for W in (99, 100, 500):  # a band that covers the whole sequence is no window
+        assert rope.cbar(1.0, 1e4, 64, 50, window=W) == pytest.approx(rope.cbar(1.0, 1e4, 64, 50), abs=1e-14)
+    np.testing.assert_array_equal(rope.cbar_rows(1.0, 1e4, 64, 50, causal=False),
+                                  np.full(50, rope.cbar(1.0, 1e4, 64, 50)))
 
 
 def test_fast_and_cached_for_long_sequences():
@@ -103,7 +124,7 @@ def test_fast_and_cached_for_long_sequences():
     ({"rope_theta": 0.5}, "rope_theta"), ({"rope_theta": float("inf")}, "rope_theta"),
     ({"head_dim": 0}, "head_dim"), ({"seq_len": 1}, "seq_len"), ({"seq_len": 2.5}, "seq_len"),
     ({"rope_fraction": 0.3, "head_dim": 10}, "even"), ({"window": 0, "causal": True}, "window"),
-    ({"window": 5}, "window"),
+    ({"window": 0}, "window"), ({"window": 2.5}, "window"),
 ])
 def test_domain_errors(kw, match):
     args = {"rope_fraction": 1.0, "rope_theta": 1e4, "head_dim": 64, "seq_len": 64} | kw
@@ -161,13 +182,13 @@ def _within_row_variance(f, theta, *, rho, d=512, d_h=64, T=256, heads=64, causa
     return ((m2 - m1**2)[:, 1:] / (1 - 1 / n[1:])).mean(axis=1)  # rows with ≥ 2 keys
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_within_row_variance_monte_carlo(causal):
+@pytest.mark.parametrize("causal, f", [(False, 1.0), (True, 1.0), (False, 0.25)])
+def test_within_row_variance_monte_carlo(causal, f):
     # theory: E[within-row variance] = q (q − c̄ p) = 1 − c̄ ρ (unit tokens, unit logit scale); without RoPE
     # 1 − ρ. 64 independent heads (d = 512, d_h = 64, T = 256, ρ = 0.6): the mean must lie within 5 standard
-    # errors (spread over heads / 8, about 2% here), and the ratio RoPE / no RoPE (≈ 1.78 non-causal) within 8%
-    # (the two share their weights, so the ratio is sharper than either mean).
-    rho, f, theta = 0.6, 1.0, 1e4
+    # errors (spread over heads / 8, about 2% here), and the ratio RoPE / no RoPE (≈ 1.78 non-causal, f = 1)
+    # within 8% (the two share their weights, so the ratio is sharper than either mean).
+    rho, theta = 0.6, 1e4
     cb = rope.cbar(f, theta, 64, 256, causal=causal)
     with_rope = _within_row_variance(f, theta, rho=rho, causal=causal)
     without = _within_row_variance(0.0, theta, rho=rho, causal=causal)
@@ -177,4 +198,9 @@ def test_within_row_variance_monte_carlo(causal):
         assert se < 0.04 * want
     ratio = with_rope.mean() / without.mean()
     assert ratio == pytest.approx((1 - cb * rho) / (1 - rho), rel=0.08)
-    assert ratio > 1.3  # RoPE really raises the within-row variance (c̄ < 1): the check can fail
+    # the check can fail: RoPE really raises the variance, and at f = 1/4 (c̄ ≈ 0.86) the gap q − c̄ p is
+    # told apart from q − (1 − c̄) p (at f = 1, c̄ ≈ 0.48, the two nearly coincide)
+    assert ratio > 1.15
+    if f < 1:
+        se = with_rope.std(ddof=1) / math.sqrt(with_rope.size)
+        assert abs(with_rope.mean() - (1 - (1 - cb) * rho)) > 20 * se
