@@ -84,11 +84,31 @@ def _uses(source: str, mod: str, is_package: bool, known: set[str]) -> list[tupl
                     aliases[a.asname or a.name] = sub
                 else:
                     found.append((node.lineno, src, a.name, "import"))
+        elif isinstance(node, ast.Call) and _is_import_module(node.func) and node.args:
+            target = _literal_module(node.args[0])  # importlib.import_module("sigprop.x") hides an import
+            if target and target.split(".")[0] == "sigprop":
+                found.append((node.lineno, target, None, "import"))
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
                 and _private(node.attr)):
             found.append((node.lineno, aliases[node.value.id], node.attr, "attribute"))
     return found
+
+
+def _is_import_module(func: ast.expr) -> bool:
+    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or \
+        (isinstance(func, ast.Name) and func.id == "import_module")
+
+
+def _literal_module(arg: ast.expr) -> str | None:
+    """The module named by a string constant, or the constant prefix of an f-string (``f"sigprop.x.{n}"``
+    names package ``sigprop.x``)."""
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        prefix = str(arg.values[0].value)
+        return prefix.rstrip(".") if prefix.endswith(".") else prefix.rsplit(".", 1)[0]
+    return None
 
 
 def violations(root: Path = ROOT) -> list[str]:
@@ -135,6 +155,8 @@ def test_checker_finds_each_kind_of_violation(tmp_path):
         "commands/common.py": "from sigprop.io import __all__\nfrom sigprop.theory.rem import stats\n",
         "training/__init__.py": "from sigprop.cli import main\n",
         "cli.py": "import sigprop._hidden\n",
+        "data/__init__.py": "import importlib\nm = importlib.import_module(f'sigprop.commands.{1}')\n",
+        "spec.py": "from importlib import import_module\nimport_module('sigprop.experiments')\n",
     })
     got = violations(root)
     text = "\n".join(got)
@@ -144,7 +166,9 @@ def test_checker_finds_each_kind_of_violation(tmp_path):
     assert "experiments/fig.py:1: library module sigprop.experiments.fig imports the CLI" in text
     assert "training/__init__.py:1: core module sigprop.training imports sigprop.cli" in text
     assert "cli.py:1: sigprop.cli imports the private module sigprop._hidden" in text
-    assert len(got) == 6, got  # io's own _helper, dunder names and public imports are fine
+    assert "data/__init__.py:2: core module sigprop.data imports sigprop.commands" in text  # through importlib
+    assert "spec.py:2: core module sigprop.spec imports sigprop.experiments" in text
+    assert len(got) == 8, got  # io's own _helper, dunder names and public imports are fine
 
 
 def test_relative_imports_resolve():

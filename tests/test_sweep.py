@@ -285,3 +285,58 @@ class _RecBar:
 
     def advance(self, status=""):
         self.log.append(status)
+
+
+# ------------------------------------------------------------------------------------------ the job runner
+def _square(x, log):
+    log.append(x)
+    if x < 0:
+        raise ValueError(f"negative {x}")
+    return {"x": x, "y": x * x}
+
+
+def test_run_jobs_keeps_records_skips_finished_and_collects_failures(tmp_path):
+    """The one runner behind sweeps and the training figures, on a torch-free job: records land in their
+    files with the fingerprint, a rerun skips them, a changed fingerprint reruns, a failure is collected
+    without losing the other jobs, and a job without a file just runs."""
+    from sigprop.progress import NoBar
+    from sigprop.training.jobs import Job, read_record, run_jobs
+
+    log: list = []
+    folder = tmp_path / "recs"
+
+    def jobs(fp="a"):
+        return [Job(f"k{x}", _square, (x, log), fp, str(folder / f"k{x}.json")) for x in (2, 3, -1)] + \
+            [Job("free", _square, (5, log), fp, None)]
+
+    advanced = []
+
+    class Bar(NoBar):
+        def advance(self, status=""):
+            advanced.append(status)
+
+    run = run_jobs(jobs(), workers=1, bar=Bar())
+    assert sorted(log) == [-1, 2, 3, 5] and run.ran == 3 and run.skipped == 0 and not run.interrupted
+    assert run.records["k3"]["y"] == 9 and run.records["free"]["y"] == 25
+    assert [f["key"] for f in run.failed] == ["k-1"] and isinstance(run.errors["k-1"], ValueError)
+    assert read_record(folder / "k2.json", "a") == {"x": 2, "y": 4, "fingerprint": "a"}
+    assert not (folder / "k-1.json").exists() and sorted(advanced) == ["free", "k-1", "k2", "k3"]
+    log.clear()
+    again = run_jobs(jobs(), workers=1)
+    assert sorted(log) == [-1, 5] and again.skipped == 2 and again.records["k2"] == run.records["k2"]
+    log.clear()
+    run_jobs(jobs(fp="b"), workers=1)  # other settings: everything reruns, stale files are replaced
+    assert sorted(log) == [-1, 2, 3, 5] and read_record(folder / "k2.json", "b") is not None
+
+
+def test_run_jobs_interrupt_counts_finished_jobs(tmp_path):
+    from sigprop.training.jobs import Job, run_jobs
+
+    def stop(x, log):
+        if x == 3:
+            raise KeyboardInterrupt
+        return _square(x, log)
+
+    log: list = []
+    run = run_jobs([Job(f"k{x}", stop, (x, log), "fp", str(tmp_path / f"k{x}.json")) for x in (1, 2, 3, 4)], workers=1)
+    assert run.interrupted and run.ran == 2 and sorted(run.records) == ["k1", "k2"] and log == [1, 2]

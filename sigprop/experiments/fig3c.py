@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from sigprop.experiments import gradients as E
 from sigprop.experiments.registry import register
 from sigprop.io import dumps, write_atomic
+from sigprop.plot import pyplot, savefig_atomic
 from sigprop.progress import bar as progress_bar
+from sigprop.theory import gradients as G
 
 MODE_HELP = "random: unit-norm random δ through one attention layer (the theory's setting); mlm: masked-LM-like loss on the whole stack"
 
@@ -44,8 +47,6 @@ def _check_sizes(seq_lens: list[int], widths: list[int], seeds: int, depth: int,
 def theory_curves(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, rho: float = 0.0, q: float = 1.0,
                   sigma_v2: float = 1.0, grad_scale: float = 1.0) -> list[dict[str, Any]]:
     """Scaled theory curves ``‖∂L/∂W_Q‖² T d⁻² (ln T)^{-1/2}`` per (T, d) with ``Σ|δ_t|² = grad_scale·d/T``."""
-    from sigprop.theory import gradients as G
-
     out = []
     for T in seq_lens:
         for d in widths:
@@ -106,8 +107,6 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
         "theory": theory_curves(betas, seq_lens, widths, rho=rho, sigma_v2=sv2),
     }
     if measure:
-        from sigprop.experiments import gradients as E
-
         t0 = time.time()
         n_models = len(betas) * len(seq_lens) * len(widths) * seeds
         with progress_bar(progress, "measuring ‖∂L/∂W_Q‖", n_models) as bar:
@@ -156,8 +155,6 @@ def y_label(measured: bool) -> str:
 
 
 def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None:
-    from sigprop.plot import pyplot, savefig_atomic
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.6, 4.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sigprop.io import dumps, jsonable, write_atomic
+from sigprop.plot import pyplot, savefig_atomic
 
 __all__ = ["REGISTRY", "HELP", "register", "reproduce", "available", "claim", "write_figure"]
 
@@ -76,8 +77,6 @@ def claim(text: str, held: bool, **numbers: Any) -> dict[str, Any]:
 def write_figure(out: Path, name: str, payload: dict, fig) -> dict:
     """Write ``out/NAME.png`` (and close the figure) and ``out/NAME.json``; returns the JSON-ready payload
     with its ``files``."""
-    from sigprop.plot import pyplot, savefig_atomic
-
     payload = jsonable(payload)
     payload["files"] = {"png": str(out / f"{name}.png"), "json": str(out / f"{name}.json")}
     savefig_atomic(fig, out / f"{name}.png", dpi=120)

@@ -22,6 +22,9 @@ from sigprop.experiments.registry import HELP, REGISTRY, available, claim, regis
 from sigprop.plot import finish_axes, pyplot
 from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
+from sigprop.theory import blocks, rem
+from sigprop.theory.propagate import propagate, single_layer_cosine
+from sigprop.validate import gaussian_tokens, validate
 
 __all__ = ["REGISTRY", "HELP", "register", "reproduce", "available", "SIZES", "fig2_grid", "fig4_specs", "fig4_run",
            "mc_y2", "FIG2_BETAS"]
@@ -68,8 +71,6 @@ def _seeds(seeds: int | None, default: int) -> int:
 # -------------------------------------------------------------------------------------------- fig1d
 @register("fig1d", help="ρ vs layer, vanilla post-LN ReLU, β ∈ {0.5, 3}: theory lines, measured points")
 def fig1d(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.validate import validate
-
     d, T, L = _size("fig1d", full)
     S = _seeds(seeds, 3 if full else 2)
     rho0 = 0.03
@@ -143,8 +144,6 @@ def fig2_grid(rhos, betas, *, width: int, seq_len: int, seeds: int, progress: bo
     import torch
 
     from sigprop.measure import token_stats
-    from sigprop.theory import blocks
-    from sigprop.validate import gaussian_tokens
 
     R, B = len(rhos), len(betas)
     keys = ("rho_gram", "cosine", "y2", "y2_T")
@@ -179,8 +178,6 @@ def fig2_grid(rhos, betas, *, width: int, seq_len: int, seeds: int, progress: bo
 
 @register("fig2", help="single-layer phase diagram: theory heat map and the simulation grid")
 def fig2(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.theory.propagate import single_layer_cosine
-
     d, T = _size("fig2", full)
     S = _seeds(seeds, 3)
     rhos = [0.2, 0.5] if not full else [0.2, 0.5, 0.8]
@@ -255,9 +252,6 @@ def fig4_specs(depth: int, width: int, seq_len: int) -> dict[str, Spec]:
 
 @register("fig4", help="four block variants (post/pre × softmax/centred): theory and simulation")
 def fig4(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.theory.propagate import propagate
-    from sigprop.validate import validate
-
     d, T, L = _size("fig4", full)
     S = _seeds(seeds, 2)
     return fig4_run(out, full, d, T, L, S, progress, propagate, validate)
@@ -339,8 +333,6 @@ def mc_y2(betas, seq_len: int, rows: int, seed: int = 0, chunk: int = 2_000_000)
 
 @register("fig5", help="Y² vs β at large T: finite-T theory, T=∞ theory, Monte Carlo")
 def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.theory import rem
-
     T, per_seed = _size("fig5", full)
     rows = (seeds or 1) * per_seed
     betas = np.array([0.5, 1.0, 1.2, math.sqrt(2), 1.6, 2.0, 2.5, 3.0, 4.0, 6.0])
@@ -396,8 +388,6 @@ FIG7_DIGEST_ENTROPY = [0.99, 0.88, 0.59, 0.38, 0.25, 0.14]
 def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     import torch
 
-    from sigprop.theory import rem
-    from sigprop.validate import gaussian_tokens
 
     d, T = _size("fig7", full)
     S = _seeds(seeds, 2)
@@ -455,9 +445,6 @@ def fig7(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
 # -------------------------------------------------------------------------------------------- fig12
 @register("fig12", help="decoder: ρ over the last 50 tokens vs encoder recursion and causal theory")
 def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
-    from sigprop.theory.propagate import propagate
-    from sigprop.validate import validate
-
     d, T, L = _size("fig12", full)
     S = _seeds(seeds, 3 if full else 2)
     k = 50

@@ -92,7 +92,7 @@ def _config(sz: dict[str, Any], **kw) -> TrainConfig:
 # ------------------------------------------------------------------------------------------ running
 def _job(spec: Spec, cfg_dict: dict[str, Any], label: str, data: Any = None) -> dict[str, Any]:
     """Train one run (in a worker) and return its summary, metrics and the layer-0 probe at step 0."""
-    import torch
+    import torch  # torch-bound imports here: importing the figures (the registry) needs no torch
 
     from sigprop.measure import measure
     from sigprop.training.loop import train

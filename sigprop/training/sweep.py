@@ -41,6 +41,7 @@ falls between close gains.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 from collections.abc import Sequence
@@ -50,7 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from sigprop.diagram import LABELS, diagram
 from sigprop.io import dumps, write_atomic
+from sigprop.plot import pyplot, savefig_atomic
 from sigprop.progress import bar as progress_bar
 from sigprop.spec import Spec
 from sigprop.training.config import TrainConfig
@@ -79,7 +82,7 @@ def run_point(spec: Spec, config_dict: dict[str, Any], fp: str, key: str, beta: 
     """Train one grid point and return its record (the job runner writes it). Top-level (picklable) so
     process pools and Dask workers can run it; ``data`` is loaded (and cached per process) from the config
     when not given."""
-    from sigprop.training.loop import train
+    from sigprop.training.loop import train  # torch: only where a point is trained
 
     config = TrainConfig(**config_dict)
     result = train(spec, config, None, data=data if data is not None else cached_data(config))
@@ -141,10 +144,6 @@ class SweepResult:
 
 def _diagram_defaults() -> dict[str, Any]:
     """The keyword defaults of :func:`sigprop.diagram.diagram` (ε, entropy rule, finite T) used for the labels."""
-    import inspect
-
-    from sigprop.diagram import diagram
-
     return {k: v.default for k, v in inspect.signature(diagram).parameters.items() if v.kind is v.KEYWORD_ONLY}
 
 
@@ -217,8 +216,6 @@ def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=No
     the corpus named by ``config`` themselves). On Ctrl-C, finished points are kept, ``sweep.json`` is
     written with status ``interrupted`` and ``KeyboardInterrupt`` is raised again.
     """
-    from sigprop.diagram import diagram
-
     if spec.is_grid:
         raise ValueError("sweep needs a scalar spec; the β and α_SA ranges supply the grid")
     config = config or TrainConfig()
@@ -293,9 +290,6 @@ def plot_sweep(res: SweepResult, path: str | os.PathLike, *, diagram_kwargs: dic
     measurement agrees with the prediction, ✕ where the run diverged."""
     from matplotlib.colors import TwoSlopeNorm
 
-    from sigprop.diagram import diagram
-    from sigprop.plot import pyplot, savefig_atomic
-
     plt = pyplot()
     nb, na = res.betas.size, res.alphas.size
     gain = np.full((na, nb), np.nan)
@@ -322,8 +316,6 @@ def plot_sweep(res: SweepResult, path: str | os.PathLike, *, diagram_kwargs: dic
     if len(np.unique(lab)) > 1:
         ax.contour(d.x_values, d.y_values, lab, levels=[0.5, 1.5], colors="k", linewidths=1.2)
     # region names at their centroids
-    from sigprop.diagram import LABELS
-
     for code, name in LABELS.items():
         ii, jj = np.nonzero(d.labels == code)
         if ii.size:
