@@ -138,3 +138,76 @@ def test_issue_acceptance_paper_size(beta):
     rep = validate(spec, seeds=10, progress=False)
     pt = rep.points[0]
     assert pt.max_error("rho") <= 0.03, (beta, pt.max_error("rho"), pt.errors["rho"]["finite"]["argmax_layer"])
+
+
+# ------------------------------------------------------------------------ real-architecture specs (issue 12)
+LLAMA_SMALL = dict(depth=3, width=64, heads=4, kv_heads=2, seq_len=64, norm="pre", norm_type="rmsnorm",
+                   activation="swiglu", rope_fraction=1.0, causal=True, sigma_b2=0.0, q0=0.0004, beta=0.05,
+                   sigma_v2=0.0105, mlp_ratio=2.6875, sigma_w2=0.1024, sigma_w2_out=0.275)
+PYTHIA_SMALL = dict(depth=3, width=64, heads=4, seq_len=64, norm="pre", block="parallel", activation="gelu",
+                    rope_fraction=0.25, causal=True, rho0=0.2)
+
+
+def test_gaussian_tokens_q0_scale():
+    x = gaussian_tokens(2, 64, 128, 0.3, generator=torch.Generator().manual_seed(0), dtype=torch.float64, q0=8e-4)
+    assert torch.allclose(x.pow(2).mean(-1), torch.full((2, 64), 8e-4, dtype=torch.float64), rtol=1e-12)
+    y = gaussian_tokens(2, 64, 128, 0.3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(x, y * math.sqrt(8e-4), rtol=1e-12)  # same draws, scaled: ρ unchanged
+    with pytest.raises(ValueError, match="q0"):
+        gaussian_tokens(1, 4, 4, 0.1, q0=0.0)
+
+
+@pytest.fixture(scope="module")
+def arch_report():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return validate([Spec(**LLAMA_SMALL), Spec(**PYTHIA_SMALL)], seeds=2, progress=False)
+
+
+def test_validate_llama_and_pythia_in_one_call(arch_report):
+    """Both stacks are built and measured in one call; the input state is the spec's (q₀, ρ₀) exactly
+    (q) and to O(1/sqrt(d T)) (ρ); the JSON is strict and carries the causal report."""
+    llama, pythia = arch_report.points
+    assert llama.spec.activation == "swiglu" and pythia.spec.block == "parallel"
+    assert llama.measured_mean["q"][0] == pytest.approx(4e-4, rel=1e-6)
+    assert pythia.measured_mean["q"][0] == pytest.approx(1.0, rel=1e-6)
+    assert pythia.measured_mean["rho_gram"][0] == pytest.approx(0.2, abs=0.03)
+    for pt in arch_report.points:
+        assert pt.positions["last_tokens"] == 50
+        assert np.all(np.isfinite(pt.positions["rho_last"]["measured_mean"]))
+        assert pt.positions["q_pos"]["measured_mean"].shape == (4, 64)
+        assert "rho_last" in pt.errors
+    d = json.loads(json.dumps(arch_report.to_dict(), allow_nan=False))
+    assert {"rho_last", "q_pos"} <= set(d["points"][0]["quantities"])
+    assert any(r["quantity"] == "rho_last" for r in d["summary"])
+
+
+def test_position_report_matches_measure_last_k():
+    """The last-50 ρ of :func:`measure_seeds` (its own hooks) equals ``sigprop.measure`` run with
+    ``last_k=50`` on the same model and input (an independent selection path), and the per-position q
+    averages to the all-token q."""
+    from sigprop.validate import measure_seeds
+
+    spec = Spec(**PYTHIA_SMALL)
+    meas = measure_seeds(spec, seeds=1)
+    last = measure_seeds(spec, seeds=1, last_k=50, positions=False)
+    assert np.allclose(meas["rho_gram_last"][0], last["rho_gram"][0], atol=1e-12)
+    assert np.allclose(meas["q_pos"][0].mean(-1), meas["q"][0], rtol=1e-10)
+    assert not np.allclose(meas["rho_gram_last"][0][1:], meas["rho_gram"][0][1:], atol=1e-3)  # causal: differs
+    assert "q_pos" not in measure_seeds(Spec(depth=1, width=32, seq_len=16), seeds=1)  # encoder: not collected
+
+
+def test_validate_reports_measurements_when_theory_refuses(monkeypatch):
+    """A spec the theory raises on is still measured; its theory columns are NaN and the report says why."""
+    import importlib
+
+    tp = importlib.import_module("sigprop.theory.propagate")  # the module (sigprop.theory re-exports the function)
+
+    def refuse(*a, **k):
+        raise NotImplementedError("piece X")
+
+    monkeypatch.setattr(tp, "propagate", refuse)
+    rep = validate(Spec(depth=2, width=32, seq_len=16), seeds=1, progress=False)
+    pt = rep.points[0]
+    assert "piece X" in pt.theory_note and np.isnan(pt.theory_finite["rho"]).all()
+    assert np.isfinite(pt.measured_mean["rho_gram"]).all() and math.isnan(pt.max_error("rho"))
+    assert "theory_note" in json.loads(json.dumps(rep.to_dict(), allow_nan=False))["points"][0]

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sigprop.nn.init import normal_
-from sigprop.nn.modules import LN_EPS, AttentionProbs, TransformerStack
+from sigprop.nn.init import normal_, reset_norm_
+from sigprop.nn.modules import LN_EPS, AttentionProbs, TransformerStack, make_norm
 
 __all__ = [
     "IGNORE_INDEX",
@@ -66,19 +66,19 @@ class MLMHead(nn.Module):
 
 
 class NextTokenHead(nn.Module):
-    """``decoder(LN_f(h))`` (``LN_f`` only if ``final_norm``), decoder tied to the token embedding."""
+    """``decoder(N_f(h))`` (``N_f`` only if ``final_norm``: an affine LayerNorm, or RMSNorm if ``norm_type`` says
+    so, as Llama's final norm), decoder tied to the token embedding."""
 
-    def __init__(self, d: int, embedding: nn.Embedding, *, final_norm: bool = True) -> None:
+    def __init__(self, d: int, embedding: nn.Embedding, *, final_norm: bool = True, norm_type: str = "layernorm") -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(d, eps=LN_EPS) if final_norm else None
+        self.norm = make_norm(d, norm_type, affine=True) if final_norm else None
         self.embedding = embedding
         self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         with torch.no_grad():
             if self.norm is not None:
-                self.norm.weight.fill_(1.0)
-                self.norm.bias.zero_()
+                reset_norm_(self.norm)
             self.bias.zero_()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,8 @@ class LanguageModel(nn.Module):
         if objective == "mlm":
             self.head: nn.Module = MLMHead(d, stack.token_embedding)
         else:
-            self.head = NextTokenHead(d, stack.token_embedding, final_norm=stack.spec.norm == "pre")
+            self.head = NextTokenHead(d, stack.token_embedding, final_norm=stack.spec.norm == "pre",
+                                      norm_type=stack.spec.norm_type)
         seed = stack.seed + 1 if head_seed is None else int(head_seed)
         self.head.reset_parameters(torch.Generator().manual_seed(seed))
 

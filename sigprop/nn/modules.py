@@ -1,19 +1,32 @@
 """PyTorch twin of a :class:`sigprop.Spec`: the transformer stack the theory describes, at initialisation.
 
-Block structure (docs/theory.md §3), with α on the **skip** path and no final LayerNorm after the stack, so that
-the hidden state after block ℓ is exactly the theory's state after ℓ block updates:
+Block structure (docs/theory.md §3): every :class:`Block` follows the one recipe :func:`sigprop.spec.recipe`
+that the theory map follows too, a tuple of sublayers ``x ← N_out(α x + Σ_b F_b(N_in x))`` with α on the
+**skip** path and no final norm after the stack, so that the hidden state after block ℓ is exactly the
+theory's state after ℓ block updates:
 
-* post-LN: ``x ← LN(α_SA x + SA(x))``, then ``x ← LN(α_MLP x + MLP(x))``;
-* pre-LN:  ``x ← α_SA x + SA(LN x)``,  then ``x ← α_MLP x + MLP(LN x)``.
+* sequential post-LN: ``x ← LN(α_SA x + SA(x))``, then ``x ← LN(α_MLP x + MLP(x))``;
+* sequential pre-LN:  ``x ← α_SA x + SA(LN₁ x)``,  then ``x ← α_MLP x + MLP(LN₂ x)``;
+* parallel pre-LN (GPT-NeoX/Pythia, GPT-J): ``x ← α_SA x + SA(LN₁ x) + MLP(LN₂ x)``, each branch reading
+  its own norm of the stream; parallel post-LN: ``x ← LN₁(α_SA x + SA(x) + MLP(x))``.
 
-Self-attention per head h (``d_h = d / heads``): logits ``a_ts = (x_t W_Q)·(x_s W_K) / sqrt(d_h)``
-(no Q/K bias), ``A = softmax_s(a)``, values ``V = x W_V + b_V``, output ``concat_h(A V)`` (times an
-optional ``W_O``). Gain-controlled ("centred") attention (docs/theory.md §6) outputs ``Σ_s (A_ts − 1/n_t) v_s``,
-where ``n_t`` is the number of keys row t may see (causal and padding masks respected).
+Norms are numbered ``ln1, ln2`` in the order the recipe uses them.
 
-LayerNorm: ``nn.LayerNorm(d, eps=LN_EPS, elementwise_affine=False)`` by default. ``LN_EPS = 1e-6`` (not
-PyTorch's 1e-5): it is negligible against the unit per-dimension variance of every state the theory
-tracks, and smaller than the 1e-5 of BERT so that the measured ``q`` after LN is 1 to ~1e-6.
+Self-attention per head h (``d_h = d / heads``): logits ``a_ts = (R_t x_t W_Q)·(R_s x_s W_K) / sqrt(d_h)``
+(no Q/K bias; ``R_t`` the RoPE rotation of position t, identity without RoPE), ``A = softmax_s(a)`` over the
+keys row t may see (causal, sliding-window and padding masks), values ``V = x W_V + b_V``, output
+``concat_h(A V)`` (times an optional ``W_O``). With grouped-query attention (``kv_heads`` < ``heads``) the
+key and value projections have ``kv_heads`` heads and query head h uses key/value head
+``h // (heads / kv_heads)`` (HuggingFace's ``repeat_kv`` order). Gain-controlled ("centred") attention
+(docs/theory.md §6) outputs ``Σ_s (A_ts − 1/n_t) v_s``, where ``n_t`` is the number of keys row t may see.
+
+Norms: ``nn.LayerNorm`` or ``nn.RMSNorm`` (``spec.norm_type``), ``eps=LN_EPS``, no affine by default.
+``LN_EPS = 1e-6`` (not PyTorch's 1e-5): it is negligible against the unit per-dimension variance of every
+state the theory tracks, and smaller than the 1e-5 of BERT so that the measured ``q`` after LN is 1 to
+~1e-6 (Llama's ``rms_norm_eps`` is the same 1e-6).
+
+MLPs: ``W_2 φ(W_1 x + b_1) + b_2`` (:class:`MLP`) or gated ``W_2 (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b_2``
+(:class:`GatedMLP`; ``swiglu``: φ = SiLU, ``geglu``: φ = exact GELU).
 
 The softmax probabilities come out of a tiny :class:`AttentionProbs` submodule so that a forward hook on
 ``block.attn.probs`` sees the attention matrix ``A`` (shape ``(B, heads, T, T)``) without changing the
@@ -21,6 +34,9 @@ output: the explicit path ``softmax(QKᵀ/sqrt(d_h)) V`` always runs by default,
 probes are bit-identical. Setting ``attn.fast = True`` uses PyTorch's fused ``scaled_dot_product_attention``
 whenever nothing hooks ``attn.probs`` and no dropout is active; it agrees to float rounding (~1e-6, tested)
 but gains only a few % on CPU (``benchmarks/bench_torch.py``).
+
+Each module draws its own parameters in ``init_from_spec(spec, generator)`` (formulas in
+:mod:`sigprop.nn.init`, which walks a model and calls them).
 """
 
 from __future__ import annotations
@@ -33,22 +49,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sigprop.spec import Spec
+from sigprop.nn.init import init_weights, normal_
+from sigprop.spec import GATED, Spec, recipe, std_from_beta
 
 __all__ = [
     "LN_EPS",
     "ACTIVATIONS",
     "activation_fn",
+    "make_norm",
+    "allowed_keys",
+    "rope_dims",
+    "Rotary",
     "AttentionProbs",
     "SelfAttention",
     "GainControlledAttention",
     "MLP",
+    "GatedMLP",
+    "make_mlp",
     "Block",
     "TransformerStack",
-    "allowed_keys",
 ]
 
-#: LayerNorm epsilon used throughout the torch twin (see module docstring).
+#: LayerNorm / RMSNorm epsilon used throughout the torch twin (see module docstring).
 LN_EPS = 1e-6
 
 
@@ -57,7 +79,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 #: activation names of :class:`Spec` mapped to torch functions. ``gelu`` is the exact (erf) GELU
-#: ``x Φ(x)``; ``erf`` is the plain error function ``erf(x)``.
+#: ``x Φ(x)``; ``erf`` is the plain error function ``erf(x)``. The gated names (``swiglu``, ``geglu``)
+#: are MLP kinds, not activations: their gate nonlinearity is ``ACTIVATIONS[GATED[name]]``.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "gelu": F.gelu,
@@ -74,25 +97,61 @@ def activation_fn(activation: str | Callable[[Any], Any]) -> Callable[[torch.Ten
         try:
             return ACTIVATIONS[activation.lower()]
         except KeyError:
+            hint = f" ({activation!r} is a gated MLP: use GatedMLP or make_mlp)" if activation.lower() in GATED else ""
             raise ValueError(
-                f"activation {activation!r} has no torch twin; known: {sorted(ACTIVATIONS)}"
+                f"activation {activation!r} has no torch twin; known: {sorted(ACTIVATIONS)}{hint}"
             ) from None
     if callable(activation):
         return activation
     raise ValueError(f"activation must be a name or a callable; got {activation!r}")
 
 
+def make_norm(d: int, norm_type: str = "layernorm", affine: bool = False) -> nn.Module:
+    """``nn.LayerNorm`` or ``nn.RMSNorm`` of width d with ``eps=LN_EPS`` (``spec.norm_type``).
+
+    RMSNorm is ``x / sqrt(mean_i x_i² + eps)``: no mean subtraction, so its output has mean square 1
+    exactly (up to eps), where LayerNorm's output has variance 1 over the d coordinates.
+    """
+    if norm_type == "layernorm":
+        return nn.LayerNorm(d, eps=LN_EPS, elementwise_affine=affine)
+    if norm_type == "rmsnorm":
+        return nn.RMSNorm(d, eps=LN_EPS, elementwise_affine=affine)
+    raise ValueError(f"norm_type must be 'layernorm' or 'rmsnorm'; got {norm_type!r}")
+
+
 def allowed_keys(
-    T: int, *, causal: bool, attention_mask: torch.Tensor | None, device: torch.device | None = None
+    T: int,
+    *,
+    causal: bool,
+    attention_mask: torch.Tensor | None,
+    device: torch.device | None = None,
+    window: int | None = None,
 ) -> torch.Tensor | None:
     """Boolean ``(B or 1, 1, T, T)`` mask, True where query row t may attend to key s; ``None`` if all may.
 
+    ``window`` W (sliding-window attention; a row sees at most W keys): with ``causal`` row t sees keys
+    ``t − W < s ≤ t`` (positions ``max(1, t−W+1)..t`` counted from 1, so ``min(t, W)`` keys; Mistral's
+    ``sliding_window``); without it the band ``−⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉`` (symmetric for odd W:
+    ModernBERT's ``local_attention`` is W − 1), W keys for rows away from the ends and fewer near them
+    (the band is clipped at the sequence ends, not shifted).
     ``attention_mask`` is ``(B, T)`` with 1 (or True) for real tokens and 0 for padding; padded keys are
     excluded. Padded *query* rows still attend to the real keys (their outputs are ignored by the probes).
     """
     mask = None
-    if causal:
-        mask = torch.ones(T, T, dtype=torch.bool, device=device).tril_()[None, None]
+    if causal or window is not None:
+        t = torch.arange(T, device=device)
+        diff = t[:, None] - t[None, :]  # t − s
+        band = torch.ones(T, T, dtype=torch.bool, device=device)
+        if causal:
+            band = diff >= 0
+        if window is not None:
+            if int(window) < 1:
+                raise ValueError(f"window must be ≥ 1; got {window}")
+            if causal:
+                band = band & (diff < window)
+            else:  # s − t in [−⌊(W−1)/2⌋, ⌈(W−1)/2⌉]
+                band = (-diff >= -((window - 1) // 2)) & (-diff <= window - 1 - (window - 1) // 2)
+        mask = band[None, None]
     if attention_mask is not None:
         if attention_mask.ndim != 2 or attention_mask.shape[-1] != T:
             raise ValueError(f"attention_mask must have shape (B, {T}); got {tuple(attention_mask.shape)}")
@@ -101,6 +160,62 @@ def allowed_keys(
     return mask
 
 
+# ------------------------------------------------------------------------------------------------ RoPE
+def rope_dims(d_head: int, fraction: float) -> int:
+    """Number r of rotated dimensions of a head: ``int(fraction · d_h)`` as in HuggingFace; it must be even
+    (the same rule as :func:`sigprop.theory.rope.rotary_dims`), else ValueError."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"rope_fraction must be in [0, 1]; got {fraction}")
+    r = int(float(fraction) * int(d_head) + 1e-9)
+    if r % 2:
+        raise ValueError(f"rope_fraction × head_dim must be an even number of rotated dimensions; got "
+                         f"{fraction!r} × {d_head} = {r}")
+    return r
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE) in HuggingFace/Llama's "rotate_half" convention; no parameters.
+
+    Of each head's ``d_h`` dimensions the first ``r`` (:func:`rope_dims`) are rotated, the rest pass through.
+    Frequencies ``θ_i = theta^{−2i/r}``, i = 0..r/2−1; dimension i is paired with i + r/2 and position t
+    (0-based) rotates the pair by the angle ``t θ_i``:
+    ``x_i' = x_i cos(t θ_i) − x_{i+r/2} sin(t θ_i)``, ``x_{i+r/2}' = x_{i+r/2} cos(t θ_i) + x_i sin(t θ_i)``.
+    A rotation preserves norms, and ``(R_t q)·(R_s k)`` depends on t, s only through ``t − s``.
+    """
+
+    def __init__(self, d_head: int, fraction: float = 1.0, theta: float = 10000.0) -> None:
+        super().__init__()
+        if not theta >= 1.0:
+            raise ValueError(f"rope_theta must be ≥ 1; got {theta}")
+        self.d_head, self.fraction, self.theta = int(d_head), float(fraction), float(theta)
+        self.r = rope_dims(self.d_head, self.fraction)
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def frequencies(self) -> torch.Tensor:
+        """``θ_i = theta^{−2i/r}``, i = 0..r/2−1 (float64)."""
+        return self.theta ** (-torch.arange(0, self.r, 2, dtype=torch.float64) / self.r)
+
+    def cos_sin(self, T: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cos, sin`` of shape ``(T, r)`` (angles computed in float64, then cast)."""
+        key = (T, device, dtype)
+        if key not in self._cache:
+            ang = torch.arange(T, dtype=torch.float64)[:, None] * self.frequencies()[None, :]
+            ang = torch.cat([ang, ang], dim=-1)
+            self._cache = {key: (ang.cos().to(device=device, dtype=dtype), ang.sin().to(device=device, dtype=dtype))}
+        return self._cache[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(..., T, d_h)`` → the same shape, position t = 0..T−1 along the second-last axis."""
+        if self.r == 0:
+            return x
+        cos, sin = self.cos_sin(x.shape[-2], x.device, x.dtype)
+        rot, rest = x[..., : self.r], x[..., self.r :]
+        half = self.r // 2
+        turned = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
+        return torch.cat([rot * cos + turned * sin, rest], dim=-1)
+
+
+# ------------------------------------------------------------------------------------------- attention
 class AttentionProbs(nn.Module):
     """``A = softmax_s(logits)`` with disallowed keys set to −inf first; rows with no allowed key give 0.
 
@@ -130,18 +245,21 @@ class SelfAttention(nn.Module):
     Parameters
     ----------
     d : model width d.
-    heads : number of heads (divides d); ``d_h = d / heads`` and logits are scaled by ``1/sqrt(d_h)``.
+    heads : number of query heads (divides d); ``d_h = d / heads`` and logits are scaled by ``1/sqrt(d_h)``.
     centred : gain-controlled attention, output ``Σ_s (A_ts − 1/n_t) v_s`` (docs/theory.md §6).
     causal : decoder mask (row t sees keys s ≤ t).
     out_proj : add an output projection ``W_O`` (no bias; init variance 1/d leaves σ_v² unchanged).
     dropout : dropout on ``A`` (after :attr:`probs`, so hooks see the clean ``A``) and on the output.
     fast : use the fused ``scaled_dot_product_attention`` when no hook is on :attr:`probs` (default off,
         so that probes never change outputs even by rounding).
+    kv_heads : key/value heads (grouped-query attention; divides ``heads``); ``None`` = ``heads``.
+    rope_fraction, rope_theta : RoPE on q and k (:class:`Rotary`); fraction 0 = none.
+    window : sliding-window width W (see :func:`allowed_keys`); ``None`` = none.
 
-    Attributes ``q``, ``k`` (``nn.Linear`` without bias: ``W_Q``, ``W_K``), ``v`` (``W_V``, ``b_V``),
-    ``o`` (``W_O`` or ``None``), ``probs`` (:class:`AttentionProbs`). Initialise with
-    :func:`sigprop.nn.init_weights` (β, σ_v², σ_bV²) — PyTorch's default Linear init is **not** the
-    theory's.
+    Attributes ``q`` (``W_Q``, d → d), ``k`` (``W_K``, d → kv_heads·d_h, no bias), ``v`` (``W_V``, ``b_V``),
+    ``o`` (``W_O`` or ``None``), ``rotary`` (:class:`Rotary` or ``None``), ``probs`` (:class:`AttentionProbs`).
+    Initialise with :func:`sigprop.nn.init_weights` (β, σ_v², σ_bV²) — PyTorch's default Linear init is
+    **not** the theory's.
     """
 
     def __init__(
@@ -154,31 +272,66 @@ class SelfAttention(nn.Module):
         out_proj: bool = False,
         dropout: float = 0.0,
         fast: bool = False,
+        kv_heads: int | None = None,
+        rope_fraction: float = 0.0,
+        rope_theta: float = 10000.0,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         if d < 1 or heads < 1 or d % heads:
             raise ValueError(f"heads must divide d; got d={d}, heads={heads}")
-        self.d, self.heads, self.d_head = d, heads, d // heads
+        kv = heads if kv_heads is None else int(kv_heads)
+        if not 1 <= kv <= heads or heads % kv:
+            raise ValueError(f"kv_heads must divide heads={heads}; got {kv_heads!r}")
+        if window is not None and int(window) < 1:
+            raise ValueError(f"window must be ≥ 1 or None; got {window!r}")
+        self.d, self.heads, self.d_head, self.kv_heads = d, heads, d // heads, kv
         self.centred, self.causal = bool(centred), bool(causal)
+        self.window = None if window is None else int(window)
         #: use ``F.scaled_dot_product_attention`` when nothing hooks ``probs`` and dropout is inactive
         self.fast = fast
         self.q = nn.Linear(d, d, bias=False)
-        self.k = nn.Linear(d, d, bias=False)
-        self.v = nn.Linear(d, d, bias=True)
+        self.k = nn.Linear(d, kv * self.d_head, bias=False)
+        self.v = nn.Linear(d, kv * self.d_head, bias=True)
         self.o = nn.Linear(d, d, bias=False) if out_proj else None
+        self.rotary = Rotary(self.d_head, rope_fraction, rope_theta) if rope_fraction > 0 else None
         self.probs = AttentionProbs()
         self.attn_dropout = nn.Dropout(dropout)
         self.out_dropout = nn.Dropout(dropout)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
+        """``W_Q, W_K ~ N(0, β (ln T)^{1/2}/d)``, ``W_V ~ N(0, σ_v²/d)``, ``b_V ~ N(0, σ_bV²)``, ``W_O ~ N(0, 1/d)``."""
+        d = self.d
+        std_qk = std_from_beta(float(spec.beta), width=d, seq_len=spec.seq_len)
+        normal_(self.q.weight, std_qk, generator)
+        normal_(self.k.weight, std_qk, generator)
+        normal_(self.v.weight, math.sqrt(float(spec.sigma_v2) / d), generator)
+        normal_(self.v.bias, math.sqrt(float(spec.bias_v2)), generator)
+        if self.o is not None:
+            normal_(self.o.weight, math.sqrt(1.0 / d), generator)
+
+    def _split(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, self.heads, self.d_head).transpose(1, 2)  # (B, H, T, d_h)
+        return x.view(B, T, heads, self.d_head).transpose(1, 2)  # (B, H, T, d_h)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-head ``q, k, v`` ``(B, heads, T, d_h)``: RoPE on q and k, key/value heads repeated for GQA."""
+        q = self._split(self.q(x), self.heads)
+        k, v = self._split(self.k(x), self.kv_heads), self._split(self.v(x), self.kv_heads)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        if self.kv_heads != self.heads:
+            group = self.heads // self.kv_heads
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        return q, k, v
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``(B, T, d)``; ``attention_mask``: optional ``(B, T)``, 1 = real token. Returns ``(B, T, d)``."""
         B, T, d = x.shape
-        mask = allowed_keys(T, causal=self.causal, attention_mask=attention_mask, device=x.device)
-        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
+        mask = allowed_keys(T, causal=self.causal, attention_mask=attention_mask, device=x.device,
+                            window=self.window)
+        q, k, v = self._qkv(x)
         drop_active = self.training and self.attn_dropout.p > 0
         if (
             self.fast
@@ -186,7 +339,7 @@ class SelfAttention(nn.Module):
             and not _has_hooks(self.probs)
             and (mask is None or bool(mask.any(-1).all()))
         ):
-            if mask is None or (attention_mask is None and self.causal):
+            if mask is None or (attention_mask is None and self.causal and self.window is None):
                 out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
             else:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -216,23 +369,17 @@ class GainControlledAttention(SelfAttention):
 
     ``= (A V)_t − (mean of v_s over the n_t keys row t may see)``: the uniform part of the attention,
     which carries the common (rank-collapsing) component of the tokens, is removed. For an encoder
-    without padding ``n_t = T``; with a causal mask ``n_t = t``; padded keys never count. No extra
-    parameters. Drop-in usable in any PyTorch model: ``forward(x (B,T,d), attention_mask=None)``.
+    without padding ``n_t = T``; with a causal mask ``n_t = t`` (``min(t, W)`` with a window); padded keys
+    never count. No extra parameters. Drop-in usable in any PyTorch model:
+    ``forward(x (B,T,d), attention_mask=None)``. Takes the keyword options of :class:`SelfAttention`.
     """
 
-    def __init__(
-        self,
-        d: int,
-        heads: int = 1,
-        *,
-        causal: bool = False,
-        out_proj: bool = False,
-        dropout: float = 0.0,
-        fast: bool = False,
-    ) -> None:
-        super().__init__(d, heads, centred=True, causal=causal, out_proj=out_proj, dropout=dropout, fast=fast)
+    def __init__(self, d: int, heads: int = 1, **kwargs: Any) -> None:
+        kwargs.pop("centred", None)
+        super().__init__(d, heads, centred=True, **kwargs)
 
 
+# ------------------------------------------------------------------------------------------------ MLPs
 class MLP(nn.Module):
     """``W_2 φ(W_1 x + b_1) + b_2`` with hidden width ``round(mlp_ratio · d)`` (attributes ``fc1``, ``fc2``)."""
 
@@ -245,66 +392,134 @@ class MLP(nn.Module):
         self.act = activation_fn(activation)
         self.dropout = nn.Dropout(dropout)
 
+    @torch.no_grad()
+    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
+        """``W_1 ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_1, b_2 ~ N(0, σ_b²)``."""
+        d, hidden = self.fc1.in_features, self.fc1.out_features
+        sb = math.sqrt(float(spec.sigma_b2))
+        normal_(self.fc1.weight, math.sqrt(float(spec.sigma_w2) / d), generator)
+        normal_(self.fc1.bias, sb, generator)
+        normal_(self.fc2.weight, math.sqrt(float(spec.w2_out) / hidden), generator)
+        normal_(self.fc2.bias, sb, generator)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.fc1(x))))
 
 
+class GatedMLP(nn.Module):
+    """Gated MLP ``W_2 (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b_2`` (attributes ``gate``, ``up``, ``fc2``).
+
+    ``activation`` is ``"swiglu"`` (φ = SiLU; Llama, Mistral, Qwen2) or ``"geglu"`` (φ = exact GELU;
+    ModernBERT, T5 v1.1 uses the tanh GELU), or a callable φ. Gate and up projections are independent
+    draws, so in the mean-field limit the MLP's kernel is the product of a φ-kernel and a linear one.
+    """
+
+    def __init__(
+        self, d: int, hidden: int, activation: str | Callable[[Any], Any] = "swiglu", dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if isinstance(activation, str):
+            if activation.lower() not in GATED:
+                raise ValueError(f"GatedMLP activation must be one of {tuple(GATED)} or a callable; got {activation!r}")
+            activation = GATED[activation.lower()]
+        self.gate = nn.Linear(d, hidden)
+        self.up = nn.Linear(d, hidden)
+        self.fc2 = nn.Linear(hidden, d)
+        self.act = activation_fn(activation)
+        self.dropout = nn.Dropout(dropout)
+
+    @torch.no_grad()
+    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
+        """``W_g, W_u ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_g, b_u, b_2 ~ N(0, σ_b²)``."""
+        d, hidden = self.gate.in_features, self.gate.out_features
+        sw, sb = math.sqrt(float(spec.sigma_w2) / d), math.sqrt(float(spec.sigma_b2))
+        for lin in (self.gate, self.up):
+            normal_(lin.weight, sw, generator)
+            normal_(lin.bias, sb, generator)
+        normal_(self.fc2.weight, math.sqrt(float(spec.w2_out) / hidden), generator)
+        normal_(self.fc2.bias, sb, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.act(self.gate(x)) * self.up(x)))
+
+
+def make_mlp(d: int, hidden: int, activation: str | Callable[[Any], Any], dropout: float = 0.0) -> nn.Module:
+    """:class:`GatedMLP` for ``swiglu``/``geglu``, else :class:`MLP`."""
+    if isinstance(activation, str) and activation.lower() in GATED:
+        return GatedMLP(d, hidden, activation, dropout)
+    return MLP(d, hidden, activation, dropout)
+
+
+# ---------------------------------------------------------------------------------------------- blocks
 class Block(nn.Module):
-    """One transformer block: ``attn`` then ``mlp``, each with skip strength α and a LayerNorm (post or pre)."""
+    """One transformer block of a scalar :class:`Spec`, following :func:`sigprop.spec.recipe` (module doc).
+
+    Submodules: ``attn`` (:class:`SelfAttention`), ``mlp`` (:class:`MLP` or :class:`GatedMLP`), and the norms
+    ``ln1``, ``ln2`` (sequential: the norm of the attention sublayer, then of the MLP sublayer; parallel
+    pre-LN: the attention branch's and the MLP branch's input norms; parallel post-LN: ``ln1`` only).
+    ``hidden`` defaults to ``round(spec.mlp_ratio · d)``. The block is initialised by
+    :func:`sigprop.nn.init_weights` (a :class:`TransformerStack` does it for you).
+    """
 
     def __init__(
         self,
-        d: int,
-        heads: int,
-        hidden: int,
+        spec: Spec,
         *,
-        norm: str = "post",
-        attention: str = "softmax",
-        causal: bool = False,
-        activation: str | Callable[[Any], Any] = "relu",
-        alpha_sa: float = 1.0,
-        alpha_mlp: float = 1.0,
+        hidden: int | None = None,
         out_proj: bool = False,
         layer_norm_affine: bool = False,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if norm not in ("post", "pre"):
-            raise ValueError(f"norm must be 'post' or 'pre'; got {norm!r}")
-        if attention not in ("softmax", "centred"):
-            raise ValueError(f"attention must be 'softmax' or 'centred'; got {attention!r}")
-        self.norm = norm
-        self.alpha_sa, self.alpha_mlp = float(alpha_sa), float(alpha_mlp)
+        if not isinstance(spec, Spec) or spec.is_grid:
+            raise ValueError("Block needs a scalar sigprop.Spec")
+        d = spec.width
+        hidden = max(1, round(spec.mlp_ratio * d)) if hidden is None else int(hidden)
+        self.norm, self.block = spec.norm, spec.block
+        self.alpha_sa, self.alpha_mlp = float(spec.alpha_sa), float(spec.alpha_mlp)
         self.attn = SelfAttention(
-            d, heads, centred=attention == "centred", causal=causal, out_proj=out_proj, dropout=dropout
+            d, spec.heads, centred=spec.attention == "centred", causal=spec.causal, out_proj=out_proj,
+            dropout=dropout, kv_heads=spec.kv_heads, rope_fraction=spec.rope_fraction,
+            rope_theta=spec.rope_theta, window=spec.window,
         )
-        self.mlp = MLP(d, hidden, activation, dropout)
-        self.ln1 = nn.LayerNorm(d, eps=LN_EPS, elementwise_affine=layer_norm_affine)
-        self.ln2 = nn.LayerNorm(d, eps=LN_EPS, elementwise_affine=layer_norm_affine)
+        self.mlp = make_mlp(d, hidden, spec.activation, dropout)
+        #: per sublayer: (α attribute, ((branch, input-norm name or None), ...), output-norm name or None)
+        self.plan: list[tuple[str, tuple[tuple[str, str | None], ...], str | None]] = []
+        names = (f"ln{i}" for i in range(1, 100))
+        for sub in recipe(spec):
+            branches = tuple((b, next(names) if sub.norm_in else None) for b in sub.branches)
+            self.plan.append((sub.alpha, branches, next(names) if sub.norm_out else None))
+        for _, branches, out in self.plan:
+            for name in [n for _, n in branches] + [out]:
+                if name is not None:
+                    self.add_module(name, make_norm(d, spec.norm_type, layer_norm_affine))
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm == "post":
-            x = self.ln1(self.alpha_sa * x + self.attn(x, attention_mask))
-            return self.ln2(self.alpha_mlp * x + self.mlp(x))
-        x = self.alpha_sa * x + self.attn(self.ln1(x), attention_mask)
-        return self.alpha_mlp * x + self.mlp(self.ln2(x))
+        for alpha, branches, norm_out in self.plan:
+            out = getattr(self, alpha) * x
+            for branch, norm_in in branches:
+                h = x if norm_in is None else getattr(self, norm_in)(x)
+                out = out + (self.attn(h, attention_mask) if branch == "attn" else self.mlp(h))
+            x = out if norm_out is None else getattr(self, norm_out)(out)
+        return x
 
 
 class TransformerStack(nn.Module):
     """The torch twin of a scalar :class:`Spec`: ``spec.depth`` blocks, initialised as in docs/theory.md §1.
 
     ``model(inputs_embeds=x)`` feeds raw vectors ``x`` (``(B, T, d)``) to block 1 as given (no embedding
-    LayerNorm), so their overlaps are the theory's ``(q0, ρ0)``. ``model(input_ids=ids,
-    attention_mask=mask)`` uses token + learned position embeddings → embedding LayerNorm → blocks (needs
-    ``vocab_size``). Returns the final hidden states ``(B, T, d)`` (no final LayerNorm).
+    norm), so their overlaps are the theory's ``(q0, ρ0)``. ``model(input_ids=ids, attention_mask=mask)``
+    uses token + learned position embeddings → embedding norm → blocks (needs ``vocab_size``). Returns the
+    final hidden states ``(B, T, d)`` (no final norm).
 
     Parameters
     ----------
-    spec : scalar Spec (width d, heads, depth L, norm, attention, causal, activation, β, α_SA, α_MLP,
-        σ_w², σ_v², σ_b², σ_bV², T = ``seq_len`` for the ``(ln T)^{1/4}`` of the Q/K init).
+    spec : scalar Spec (width d, heads, kv_heads, depth L, norm, norm_type, block, attention, causal, window,
+        activation, RoPE, β, α_SA, α_MLP, σ_w², σ_w,out², σ_v², σ_b², σ_bV², T = ``seq_len`` for the
+        ``(ln T)^{1/4}`` of the Q/K init).
     vocab_size, max_position : token-embedding size; position-embedding size (default ``spec.seq_len``).
     emb_std, pos_std : std of the token and position embeddings.
-    out_proj : add ``W_O`` (variance 1/d) after attention. layer_norm_affine : LayerNorm with γ, β.
+    out_proj : add ``W_O`` (variance 1/d) after attention. layer_norm_affine : norms with γ (and β).
     dropout : on attention probabilities and branch outputs (inactive in ``eval()``; default 0).
     seed : init seed (a local ``torch.Generator``; the global RNG is untouched). ``None`` draws the seed
         from the global torch RNG, so ``torch.manual_seed`` still makes it reproducible. Stored as ``.seed``.
@@ -343,48 +558,40 @@ class TransformerStack(nn.Module):
         # init_weights anyway, so restore the global state afterwards (the seed alone fixes the model)
         with torch.random.fork_rng(devices=[]):
             self._build(spec, vocab_size, max_position, out_proj, layer_norm_affine, dropout)
-        from sigprop.nn.init import init_weights
-
         init_weights(self, spec, torch.Generator().manual_seed(self.seed))
         self.to(dtype)
 
     def _build(self, spec, vocab_size, max_position, out_proj, layer_norm_affine, dropout) -> None:
         d = spec.width
         self.blocks = nn.ModuleList(
-            Block(
-                d,
-                spec.heads,
-                self.hidden,
-                norm=spec.norm,
-                attention=spec.attention,
-                causal=spec.causal,
-                activation=spec.activation,
-                alpha_sa=float(spec.alpha_sa),
-                alpha_mlp=float(spec.alpha_mlp),
-                out_proj=out_proj,
-                layer_norm_affine=layer_norm_affine,
-                dropout=dropout,
-            )
+            Block(spec, hidden=self.hidden, out_proj=out_proj, layer_norm_affine=layer_norm_affine, dropout=dropout)
             for _ in range(spec.depth)
         )
         if vocab_size is not None:
             self.max_position = int(max_position if max_position is not None else spec.seq_len)
             self.token_embedding: nn.Embedding | None = nn.Embedding(int(vocab_size), d)
             self.position_embedding: nn.Embedding | None = nn.Embedding(self.max_position, d)
-            self.embed_norm: nn.LayerNorm | None = nn.LayerNorm(
-                d, eps=LN_EPS, elementwise_affine=layer_norm_affine
-            )
+            self.embed_norm: nn.Module | None = make_norm(d, spec.norm_type, layer_norm_affine)
             self.embed_dropout = nn.Dropout(dropout)
         else:
             self.max_position = None
             self.token_embedding = self.position_embedding = self.embed_norm = None
+
+    @torch.no_grad()
+    def init_embeddings(self, generator: torch.Generator, emb_std: float | None = None,
+                        pos_std: float | None = None) -> None:
+        """Token embeddings ``N(0, emb_std²)``, position embeddings ``N(0, pos_std²)`` (defaults: the attributes)."""
+        if self.token_embedding is None or self.position_embedding is None:
+            return
+        normal_(self.token_embedding.weight, self.emb_std if emb_std is None else emb_std, generator)
+        normal_(self.position_embedding.weight, self.pos_std if pos_std is None else pos_std, generator)
 
     @property
     def vocab_size(self) -> int | None:
         return None if self.token_embedding is None else self.token_embedding.num_embeddings
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token + position (0..T−1) embeddings → embedding LayerNorm; ``(B, T)`` → ``(B, T, d)``."""
+        """Token + position (0..T−1) embeddings → embedding norm; ``(B, T)`` → ``(B, T, d)``."""
         if self.token_embedding is None:
             raise ValueError(
                 "this TransformerStack has no embeddings; build it with vocab_size=... or pass inputs_embeds"
