@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sigprop.io import jsonable
-from sigprop.spec import _ARRAY_FIELDS, Spec
+from sigprop.spec import ARRAY_FIELDS, Spec
 from sigprop.theory import gradients as grad_theory
 from sigprop.theory.propagate import propagate
 
@@ -39,7 +39,7 @@ RHO_MARGIN = 0.05
 BETA_MARGIN = 0.10
 #: A point with |α_SA − α_c| ≤ ALPHA_MARGIN · α_c is reported as *near the rank-collapse edge in α_SA*.
 ALPHA_MARGIN = 0.10
-AXIS_FIELDS = tuple(n for n in _ARRAY_FIELDS if n != "sigma_bv2")
+AXIS_FIELDS = tuple(n for n in ARRAY_FIELDS if n != "sigma_bv2")
 
 
 def _check_rule(eps: float, entropy_rule: str, fraction: float) -> None:

@@ -34,10 +34,6 @@ def pyplot():
     return plt
 
 
-#: former private name, kept until every caller uses :func:`pyplot`
-_plt = pyplot
-
-
 def savefig_atomic(fig, path: str | os.PathLike, **kwargs) -> Path:
     """Save a figure via a temporary file and ``os.replace`` so a reader never sees half a PNG."""
     from sigprop.io import atomic_path

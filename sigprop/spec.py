@@ -46,7 +46,7 @@ BLOCKS = ("sequential", "parallel")
 NORM_TYPES = ("layernorm", "rmsnorm")
 
 #: numeric fields that may be arrays (broadcast together), with (lower, upper, lower_inclusive)
-_ARRAY_FIELDS: dict[str, tuple[float, float, bool]] = {
+ARRAY_FIELDS: dict[str, tuple[float, float, bool]] = {
     "beta": (0.0, math.inf, True),
     "alpha_sa": (0.0, math.inf, True),
     "alpha_mlp": (0.0, math.inf, True),
@@ -71,7 +71,7 @@ def _range_text(lo: float, hi: float, lo_inc: bool) -> str:
 
 
 def _check_array(name: str, value: Any) -> ArrayLike:
-    lo, hi, lo_inc = _ARRAY_FIELDS[name]
+    lo, hi, lo_inc = ARRAY_FIELDS[name]
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -196,7 +196,7 @@ class Spec:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= 10**15:
                 raise ValueError(f"window must be an integer ≥ 1 (keys a row may see) or None; got {v!r}")
             setf("window", int(v))
-        for name in _ARRAY_FIELDS:
+        for name in ARRAY_FIELDS:
             v = getattr(self, name)
             if name in _OPTIONAL_ARRAYS and v is None:
                 continue
@@ -206,16 +206,16 @@ class Spec:
                 v.setflags(write=False)
             setf(name, v)
         try:
-            np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if getattr(self, n) is not None))
+            np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in ARRAY_FIELDS if getattr(self, n) is not None))
         except ValueError:
-            shapes = {n: np.shape(v) for n in _ARRAY_FIELDS if (v := getattr(self, n)) is not None and np.ndim(v)}
+            shapes = {n: np.shape(v) for n in ARRAY_FIELDS if (v := getattr(self, n)) is not None and np.ndim(v)}
             raise ValueError(f"array fields do not broadcast together: {shapes}") from None
 
     # ------------------------------------------------------------------ helpers
     @property
     def shape(self) -> tuple[int, ...]:
         """Broadcast shape of the numeric fields (``()`` for a single point)."""
-        return np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in _ARRAY_FIELDS if getattr(self, n) is not None))
+        return np.broadcast_shapes(*(np.shape(getattr(self, n)) for n in ARRAY_FIELDS if getattr(self, n) is not None))
 
     @property
     def bias_v2(self) -> ArrayLike:
@@ -249,7 +249,7 @@ class Spec:
         """The scalar spec at ``index`` of a grid spec."""
         shape = self.shape
         out = {}
-        for n in _ARRAY_FIELDS:
+        for n in ARRAY_FIELDS:
             v = getattr(self, n)
             if v is None:
                 continue

@@ -320,3 +320,19 @@ def test_cuda_error_names_the_parameter(data):
     with pytest.raises(ValueError, match="device='cuda'") as e:
         train(tiny_spec(), cfg(device="cuda"), None, data=data)
     assert "--" not in str(e.value)
+
+
+def test_cli_text_output_says_escape_plainly_and_names_loss_png(tmp_path, capsys, monkeypatch):
+    """Regression (issue 10 item 21): the CLI printed "escaped … at step never" from its own copy of the
+    summary text; it now prints the library's summary lines and the loss-curve PNG it wrote."""
+    from sigprop.cli import main
+
+    monkeypatch.setenv("SIGPROP_CACHE", str(tmp_path / "cache"))
+    args = ["train", "--corpus", "synthetic", "--n-stories", "120", "--vocab-size", "300", "--steps", "2",
+            "--batch-size", "4", "--seq-len", str(T), "--depth", "1", "--width", "32", "--eval-rows", "8",
+            "--threads", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "never" not in text
+    assert "escape" in text and "loss.png" in text
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0

@@ -85,20 +85,11 @@ def train_cmd(
 def _print_text(s: dict, out: Path) -> None:
     from rich.console import Console
 
+    from sigprop.training import summary_lines
+
     c = Console()
-    fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-    c.print(f"[bold]{s['status']}[/bold] after {s['steps_done']}/{s['steps']} steps "
-            f"({s['objective']}, {s['corpus']}, {s['n_params']:,} parameters, {s['wall_s']:.1f} s)")
-    c.print(f"test loss {fmt(s['initial_test_loss'])} → {fmt(s['final_test_loss'])}; unigram plateau "
-            f"{s['unigram_loss']:.4f}; escaped (≤ unigram − {s['escape_margin']}) at step "
-            f"{s['steps_to_escape'] if s['steps_to_escape'] is not None else 'never'}")
-    ent = s["final_attention_entropy"] or []
-    cos = s["final_cosine"] or []
-    c.print("attention entropy / ln T per layer: " + ", ".join(fmt(v) for v in ent))
-    c.print("token cosine per layer:             " + ", ".join(fmt(v) for v in cos))
-    c.print(f"theory predicts: [bold]{s['predicted_regime']}[/bold]; "
-            f"observed: rank collapse {s['rank_collapse']}, entropy collapse {s['entropy_collapse']}")
-    c.print(f"wrote {out / 'summary.json'} and {out / 'metrics.jsonl'}")
+    for line in summary_lines(s, out):
+        c.print(line, markup=False)
 
 
 def register(app: typer.Typer) -> None:
