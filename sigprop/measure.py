@@ -328,6 +328,7 @@ def measure(
     last_k: int | None = None,
     spectra: bool | int = False,
     no_grad: bool = True,
+    pixel_values: torch.Tensor | None = None,
     **forward_kwargs: Any,
 ) -> Measurement:
     """Run ``model`` once with probes attached and return the per-layer :class:`Measurement`.
@@ -336,37 +337,45 @@ def measure(
     statistic; ``last_k`` restricts token pairs and attention query rows to the last k real tokens of each
     sequence (decoder plots, docs/theory.md §7). Hooks never modify activations and are always removed, also when
     the forward raises. Runs under ``torch.no_grad()`` unless ``no_grad=False``; ``Measurement.output`` is
-    the model's return value.
+    the model's return value. Vision models take ``pixel_values`` ``(B, C, H, W)`` instead (every patch
+    token counts; the number of tokens is read from the first block's input).
     """
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if sum(x is not None for x in (input_ids, inputs_embeds, pixel_values)) != 1:
+        raise ValueError("pass exactly one of input_ids, inputs_embeds and pixel_values")
+    if pixel_values is not None and attention_mask is not None:
+        raise ValueError("attention_mask is not used with pixel_values")
     points = hook_points(model)
-    ref = input_ids if input_ids is not None else inputs_embeds
-    B, T = ref.shape[0], ref.shape[1]
-    token_mask = (
-        torch.ones(B, T, dtype=torch.bool, device=ref.device)
-        if attention_mask is None
-        else attention_mask.bool()
-    )
-    sel = _selection(token_mask, last_k)
+    ref = next(x for x in (input_ids, inputs_embeds, pixel_values) if x is not None)
+    B = ref.shape[0]
+    masks: dict[str, torch.Tensor] = {}
+
+    def set_masks(T: int) -> None:
+        token_mask = (torch.ones(B, T, dtype=torch.bool, device=ref.device) if attention_mask is None
+                      else attention_mask.bool())
+        masks["token"], masks["sel"] = token_mask, _selection(token_mask, last_k)
+
+    if pixel_values is None:
+        set_masks(ref.shape[1])
     L = len(points.blocks)
     states: list[dict[str, float] | None] = [None] * (L + 1)
     attn: list[dict[str, Any] | None] = [None] * (L + 1)
 
     def on_input(module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else kwargs.get("hidden_states")
-        states[0] = token_stats(x, sel)
+        if "sel" not in masks:
+            set_masks(x.shape[1])
+        states[0] = token_stats(x, masks["sel"])
 
     def on_block(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
             x = output[0] if isinstance(output, (tuple, list)) else output
-            states[i] = token_stats(x, sel)
+            states[i] = token_stats(x, masks["sel"])
 
         return hook
 
     def on_probs(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            attn[i] = attention_stats(output, sel, token_mask, causal=points.causal, spectra=spectra)
+            attn[i] = attention_stats(output, masks["sel"], masks["token"], causal=points.causal, spectra=spectra)
 
         return hook
 
@@ -385,6 +394,8 @@ def measure(
             kwargs["attention_mask"] = attention_mask
         if input_ids is not None:
             kwargs["input_ids"] = input_ids
+        elif pixel_values is not None:
+            kwargs["pixel_values"] = pixel_values
         else:
             kwargs["inputs_embeds"] = inputs_embeds
         with torch.no_grad() if no_grad else torch.enable_grad(), _eager_attention(model, points):
@@ -392,7 +403,9 @@ def measure(
             if points.attentions_from_output is not None:
                 for i, A in enumerate(points.attentions_from_output(output), start=1):
                     if A is not None and attn[i] is None:
-                        attn[i] = attention_stats(A, sel, token_mask, causal=points.causal, spectra=spectra)
+                        if "sel" not in masks:
+                            set_masks(A.shape[-1])
+                        attn[i] = attention_stats(A, masks["sel"], masks["token"], causal=points.causal, spectra=spectra)
     finally:
         for h in handles:
             h.remove()
@@ -413,7 +426,7 @@ def measure(
         layers.append(row)
     meta = {
         "batch": B,
-        "seq_len": T,
+        "seq_len": int(masks["token"].shape[1]) if "token" in masks else None,
         "last_k": last_k,
         "causal": points.causal,
         "model": type(model).__name__,
