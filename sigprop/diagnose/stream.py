@@ -371,7 +371,9 @@ def stream_measure(config: Any, *, seq_len: int, seeds: int = 1, batch: int = 1,
     """
     dev = _check_args(seq_len, seeds, batch, last_k, max_layers, device, dtype)
     config = _resolve_config(config)
-    if input_ids is not None and tuple(input_ids.shape) != (batch, seq_len):
+    if input_ids is None:
+        random_input_ids(config, seq_len=2, batch=1)  # fails early, before building, for non-text configs
+    elif tuple(input_ids.shape) != (batch, seq_len):
         raise ValueError(f"input_ids must have shape (batch, seq_len) = ({batch}, {seq_len}); got {tuple(input_ids.shape)}")
     t0 = time.perf_counter()
     if dev.type == "cuda":

@@ -170,6 +170,8 @@ def test_bad_config_and_cuda_without_device():
         stream_measure({"model_type": "llama"}, seq_len=8)
     with pytest.raises(ValueError, match="unknown checkpoint"):
         stream_measure("no-such-checkpoint-xyz", seq_len=8)
+    with pytest.raises(ValueError, match="vocab_size"):
+        stream_measure(T.ViTConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4), seq_len=8)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             stream_measure(CONFIGS["gpt2"](), seq_len=8, device="cuda")
