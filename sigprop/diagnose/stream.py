@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -166,6 +165,7 @@ class _Probe:
         self.classes, self.index, self.layer_name = _attention_recorder(model)
         self.seed = 0
         self.progress: Callable[[str], None] | None = None
+        self.extra: Callable[[torch.Tensor, torch.Tensor, bool], dict[str, float]] | None = None
 
     def record_state(self, layer: int, x: torch.Tensor) -> None:
         for suffix, sel in self.sels.items():
@@ -209,8 +209,9 @@ class _StreamedBlock(nn.Module):
         probe, block, i = self._probe, self._block, self.index
         if probe.max_layers is not None and i >= probe.max_layers:
             raise _StopStream
+        x_in = args[0] if args else kwargs["hidden_states"]
         if i == 0:
-            probe.record_state(0, args[0] if args else kwargs["hidden_states"])
+            probe.record_state(0, x_in)
         causal = hf_is_causal(probe.model, block)
         block.to_empty(device="cpu")
         _init_modules(probe.model, _postorder(block, set()), block_seed(probe.seed, i))
@@ -234,6 +235,8 @@ class _StreamedBlock(nn.Module):
             raise ValueError(f"block {i + 1} of {type(probe.model).__name__}: expected one self-attention "
                              f"probability tensor, got {len(got)}")
         probe.record_attention(i + 1, got[0], causal)
+        if probe.extra is not None:
+            probe.rows[i + 1].update({k: float(v) for k, v in probe.extra(got[0], x_in, causal).items()})
         probe.record_state(i + 1, out[0] if isinstance(out, (tuple, list)) else out)
         block.to_empty(device="meta")
         if probe.progress is not None:
@@ -287,6 +290,10 @@ def _forward_kwargs(model: nn.Module, input_ids: torch.Tensor) -> dict[str, Any]
 
 
 def _peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return math.nan
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
@@ -343,7 +350,9 @@ def _aggregate(per_seed: list[list[dict[str, Any]]]) -> dict[str, list[float]]:
 def stream_measure(config: Any, *, seq_len: int, seeds: int = 1, batch: int = 1, device: Any = "cpu",
                    dtype: torch.dtype = torch.float32, last_k: int | None = None, seed0: int = 0,
                    input_ids: torch.Tensor | None = None, max_layers: int | None = None,
-                   progress: Any = None) -> dict[str, Any]:
+                   progress: Any = None,
+                   extra: Callable[[torch.Tensor, torch.Tensor, bool], dict[str, float]] | None = None
+                   ) -> dict[str, Any]:
     """Per-layer probe statistics of the HuggingFace model ``config`` describes, one block in memory at a time.
 
     Parameters
@@ -361,6 +370,9 @@ def stream_measure(config: Any, *, seq_len: int, seeds: int = 1, batch: int = 1,
     max_layers : stop after this many blocks (time a few blocks of a large model and extrapolate).
     progress : ``None``, a ``sigprop.progress`` bar (its ``advance(status)`` is called per block) or a
         callable taking that status string.
+    extra : ``extra(A, x_in, causal) -> {name: float}`` for more per-block statistics, called with block ℓ's
+        attention probabilities ``A`` ``(B, H, T, T)`` and the hidden state ``x_in`` entering it (e.g. the
+        within-row variance of ln A); its columns are added (NaN at layer 0) and averaged like the others.
 
     Returns
     -------
@@ -386,7 +398,7 @@ def stream_measure(config: Any, *, seq_len: int, seeds: int = 1, batch: int = 1,
         causal = hf_is_causal(model)
         probe = _Probe(model, n_blocks, batch=batch, seq_len=seq_len, last_k=last_k, device=dev, dtype=dtype,
                        max_layers=max_layers)
-        probe.seed, probe.progress = seed, _progress_fn(progress)
+        probe.seed, probe.progress, probe.extra = seed, _progress_fn(progress), extra
         _materialise_shell(model, probe)
         _init_modules(model, _postorder(model, set()), shell_seed(seed))
         model.to(device=dev)

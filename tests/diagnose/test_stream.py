@@ -192,3 +192,29 @@ def test_peak_memory_is_one_block_not_the_model():
     peak_mb = float(out.stdout.strip().splitlines()[-1])
     block_mb = (4 * 2048**2 + 3 * 2048 * 5504) * 4 / 2**20  # 200 MB per block, 3.2 GB for all 16
     assert peak_mb < 16 * block_mb / 2
+
+
+def test_extra_statistics_per_block():
+    """``extra`` sees block ℓ's probabilities and its input: its input's q is the q column of layer ℓ − 1, and a
+    within-row variance of ln A equals the same statistic of the full model's attentions."""
+    cfg = CONFIGS["gpt_neox"]()
+
+    def lnA_var(A, causal):
+        logA = A.double().clamp_min(1e-300).log()
+        keep = torch.ones(A.shape[-2:], dtype=torch.bool).tril() if causal else torch.ones(A.shape[-2:], dtype=torch.bool)
+        logA = logA.masked_fill(~keep, float("nan"))
+        rows = logA[..., 1:, :]  # rows with ≥ 2 keys
+        mean = rows.nanmean(-1, keepdim=True)
+        return ((rows - mean) ** 2).nansum(-1) / (keep[1:].sum(-1) - 1)
+
+    def extra(A, x, causal):
+        return {"q_in": (x.double() ** 2).mean().item(), "lnA_var": lnA_var(A, causal).mean().item(),
+                "row_sum": A.double().sum(-1).mean().item()}
+
+    st = stream_measure(cfg, seq_len=SEQ, batch=BATCH, seed0=SEED0, extra=extra)
+    assert math.isnan(st["q_in"][0]) and st["row_sum"][1:] == pytest.approx([1.0] * 4, abs=1e-6)
+    assert st["q_in"][1:] == pytest.approx(st["q"][:-1], rel=1e-6)
+    model = init_streamed(full_model("gpt_neox", cfg), seed=SEED0)
+    m = measure(model, input_ids=random_input_ids(cfg, seq_len=SEQ, batch=BATCH, seed=SEED0))
+    want = [lnA_var(A, True).mean().item() for A in m.output.attentions]
+    assert st["lnA_var"][1:] == pytest.approx(want, rel=1e-6)
