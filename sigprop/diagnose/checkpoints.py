@@ -72,10 +72,15 @@ def _t5(d: int, L: int, h: int, ff: int) -> dict[str, Any]:
 _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "bert-base-uncased": ("bert", _bert(768, 12, 12, 3072)),
     "bert-large-uncased": ("bert", _bert(1024, 24, 16, 4096)),
+    "bert-base-cased": ("bert", dict(_bert(768, 12, 12, 3072), vocab_size=28996)),
     "roberta-base": ("roberta", dict(_BERT, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                      intermediate_size=3072, max_position_embeddings=514, layer_norm_eps=1e-5,
                                      type_vocab_size=1, vocab_size=50265, pad_token_id=1, bos_token_id=0,
                                      eos_token_id=2)),
+    "roberta-large": ("roberta", dict(_BERT, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                      intermediate_size=4096, max_position_embeddings=514, layer_norm_eps=1e-5,
+                                      type_vocab_size=1, vocab_size=50265, pad_token_id=1, bos_token_id=0,
+                                      eos_token_id=2)),
     "distilbert-base-uncased": ("distilbert", dict(
         dim=768, n_layers=6, n_heads=12, hidden_dim=3072, activation="gelu", max_position_embeddings=512,
         initializer_range=0.02, vocab_size=30522, sinusoidal_pos_embds=False, dropout=0.1, attention_dropout=0.1,
@@ -92,6 +97,7 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "EleutherAI/pythia-2.8b": ("gpt_neox", _pythia(2560, 32, 32)),
     "EleutherAI/pythia-6.9b": ("gpt_neox", _pythia(4096, 32, 32, vocab=50432)),
     "EleutherAI/pythia-12b": ("gpt_neox", _pythia(5120, 36, 40, vocab=50688)),
+    "EleutherAI/gpt-neox-20b": ("gpt_neox", _pythia(6144, 44, 64, vocab=50432)),
     "facebook/opt-125m": ("opt", _opt(768, 12, 12)),
     # the one post-LN OPT, with a 512-wide embedding projected in and out of the 1024-wide blocks
     "facebook/opt-350m": ("opt", dict(_opt(1024, 24, 16), word_embed_proj_dim=512, do_layer_norm_before=False)),
@@ -103,6 +109,16 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
         num_key_value_heads=32, hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02,
         rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000,
         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)),
+    "meta-llama/Llama-2-13b-hf": ("llama", dict(
+        hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+        num_key_value_heads=40, hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02,
+        rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000,
+        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)),
+    "meta-llama/Llama-2-70b-hf": ("llama", dict(
+        hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+        num_key_value_heads=8, hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02,
+        rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000,
+        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)),
     "mistralai/Mistral-7B-v0.1": ("mistral", dict(
         hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
         num_key_value_heads=8, hidden_act="silu", max_position_embeddings=32768, initializer_range=0.02,
@@ -110,8 +126,13 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
         eos_token_id=2, tie_word_embeddings=False)),
     "t5-small": ("t5", _t5(512, 6, 8, 2048)),
     "t5-base": ("t5", _t5(768, 12, 12, 3072)),
+    "t5-large": ("t5", _t5(1024, 24, 16, 4096)),
     "google/vit-base-patch16-224": ("vit", dict(
         hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+        image_size=224, patch_size=16, num_channels=3, qkv_bias=True, initializer_range=0.02,
+        layer_norm_eps=1e-12, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+    "google/vit-large-patch16-224": ("vit", dict(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, hidden_act="gelu",
         image_size=224, patch_size=16, num_channels=3, qkv_bias=True, initializer_range=0.02,
         layer_norm_eps=1e-12, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
     "answerdotai/ModernBERT-base": ("modernbert", dict(

@@ -51,6 +51,27 @@ def test_published_values_spot_checks():
     assert ck.lookup("facebook/opt-350m")[1]["word_embed_proj_dim"] == 512
 
 
+def _width_heads(model_type, f):
+    keys = {"gpt2": ("n_embd", "n_head"), "distilbert": ("dim", "n_heads"), "t5": ("d_model", "num_heads")}
+    w, h = keys.get(model_type, ("hidden_size", "num_attention_heads"))
+    return f[w], f[h]
+
+
+@pytest.mark.parametrize("name", sorted(ck.names()))
+def test_entries_are_consistent(name):
+    """Catches typos in the table: heads divide the width, even rotary head dims, kv heads divide heads."""
+    model_type, f = ck.lookup(name)
+    d, h = _width_heads(model_type, f)
+    assert d % h == 0 and (d // h) % 2 == 0
+    assert h % f.get("num_key_value_heads", h) == 0
+    if model_type == "t5":
+        assert f["d_kv"] * h == d
+    if model_type == "gpt_neox":
+        assert f["intermediate_size"] == 4 * d and int(d // h * f["rotary_pct"]) % 2 == 0
+    init = f.get("initializer_range", f.get("init_std", f.get("initializer_factor")))
+    assert init in (0.02, 1.0)
+
+
 def test_lookup_returns_a_copy():
     _, fields = ck.lookup("gpt2")
     fields["n_layer"] = 99
@@ -71,7 +92,7 @@ def test_lookup_variants(query, expected):
 
 
 def test_unknown_name_lists_close_matches():
-    with pytest.raises(ValueError, match="close matches: bert-base-uncased"):
+    with pytest.raises(ValueError, match=r"close matches: bert-base-(un)?cased, bert-base-(un)?cased"):
         ck.lookup("bert-base")
     with pytest.raises(ValueError, match="unknown checkpoint name"):
         ck.lookup("no-such-model-anywhere-xyz")
@@ -92,7 +113,7 @@ def test_structure():
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("name", REQUIRED)
+@pytest.mark.parametrize("name", ck.names())
 def test_every_entry_builds_offline_and_round_trips(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model_type, fields = ck.lookup(name)
