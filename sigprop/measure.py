@@ -191,11 +191,12 @@ def _selection(token_mask: torch.Tensor, last_k: int | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def token_stats(X: torch.Tensor, sel: torch.Tensor) -> dict[str, float]:
+def token_stats(X: torch.Tensor, sel: torch.Tensor, *, stable_rank: bool = True) -> dict[str, float]:
     """``cosine``, ``rho_gram``, ``q``, ``stable_rank`` of hidden states ``X`` ``(B, T, d)`` over ``sel`` ``(B, T)``.
 
     Computed per sequence in float64, then averaged over the sequences that have ≥ 2 selected tokens
-    (``q`` over those with ≥ 1). NaN if there are none.
+    (``q`` over those with ≥ 1). NaN if there are none. ``stable_rank=False`` skips the eigenvalue
+    problem (``stable_rank`` is then NaN).
     """
     X = X.detach().to(torch.float64)
     d = X.shape[-1]
@@ -216,8 +217,9 @@ def token_stats(X: torch.Tensor, sel: torch.Tensor) -> dict[str, float]:
         inv = diag.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()
         C = G * inv[:, None] * inv[None, :]
         cos.append(((C.sum() - torch.diagonal(C).sum()) / (n * (n - 1))).item())
-        top = torch.linalg.eigvalsh(G)[-1]
-        sr.append((diag.sum() / top).item() if top > 0 else math.nan)
+        if stable_rank:
+            top = torch.linalg.eigvalsh(G)[-1]
+            sr.append((diag.sum() / top).item() if top > 0 else math.nan)
 
     def mean(v: list[float]) -> float:
         return sum(v) / len(v) if v else math.nan
@@ -329,6 +331,7 @@ def measure(
     spectra: bool | int = False,
     no_grad: bool = True,
     pixel_values: torch.Tensor | None = None,
+    stable_rank: bool = True,
     **forward_kwargs: Any,
 ) -> Measurement:
     """Run ``model`` once with probes attached and return the per-layer :class:`Measurement`.
@@ -338,7 +341,8 @@ def measure(
     sequence (decoder plots, docs/theory.md §7). Hooks never modify activations and are always removed, also when
     the forward raises. Runs under ``torch.no_grad()`` unless ``no_grad=False``; ``Measurement.output`` is
     the model's return value. Vision models take ``pixel_values`` ``(B, C, H, W)`` instead (every patch
-    token counts; the number of tokens is read from the first block's input).
+    token counts; the number of tokens is read from the first block's input). ``stable_rank=False``
+    skips the per-layer eigenvalue problem (NaN in that column).
     """
     if sum(x is not None for x in (input_ids, inputs_embeds, pixel_values)) != 1:
         raise ValueError("pass exactly one of input_ids, inputs_embeds and pixel_values")
@@ -364,12 +368,12 @@ def measure(
         x = args[0] if args else kwargs.get("hidden_states")
         if "sel" not in masks:
             set_masks(x.shape[1])
-        states[0] = token_stats(x, masks["sel"])
+        states[0] = token_stats(x, masks["sel"], stable_rank=stable_rank)
 
     def on_block(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
             x = output[0] if isinstance(output, (tuple, list)) else output
-            states[i] = token_stats(x, masks["sel"])
+            states[i] = token_stats(x, masks["sel"], stable_rank=stable_rank)
 
         return hook
 

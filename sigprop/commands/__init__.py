@@ -2,4 +2,4 @@
 them in the order of :data:`MODULES`. A module whose optional dependencies are missing still registers
 its commands, and reports the missing extra in one line when run."""
 
-MODULES = ["theory", "validate", "gradients", "train", "sweep"]
+MODULES = ["theory", "validate", "gradients", "train", "sweep", "diagnose"]

@@ -29,6 +29,8 @@ FUSED_LAYOUTS = ("concat", "heads")
 class Arch:
     """Where the roles of one block live (paths relative to the block) and how to read the config.
 
+    model_types : ``config.model_type`` values, or class names of plain ``torch.nn.Module`` models (whose
+        ``settings`` then receives ``config=None``).
     layers : candidate paths of the block list relative to the model (the first that exists is used).
     q, k, v, o : projection paths (``None`` when fused in ``qkv``).
     qkv, qkv_layout : fused query/key/value projection and its layout (:data:`FUSED_LAYOUTS`).

@@ -227,7 +227,8 @@ def effective_spec(eff: Effective, seq_len: int) -> tuple[Spec, list[str]]:
         raise ValueError(f"{eff.model_type}: the MLP weights have zero variance (σ_w² = {w2:g}, σ_w,out² = {w2o:g})")
     q0_raw, p0 = eff.q0, eff.p0
     if q0_raw <= 0:
-        raise ValueError(f"{eff.model_type}: the embeddings have zero variance")
+        q0_raw, p0 = 1.0, 0.0
+        notes.append("no embedding tables known for this model: the theory starts from ρ₀ = 0, q₀ = 1")
     rho0 = min(max(p0 / q0_raw, 0.0), 1.0)
     q0 = 1.0 if eff.embed_norm else q0_raw
     kw: dict[str, Any] = dict(
@@ -267,7 +268,7 @@ def _arch_and_effective(target: Target) -> tuple[_archs.Arch | None, Effective |
     model). Returns reasons for an unsupported target instead of raising for structural gaps."""
     config, model = target.config, target.model
     model_type = getattr(config, "model_type", None) if config is not None else None
-    arch = _archs.arch_for(model_type)
+    arch = _archs.arch_for(model_type) or (_archs.arch_for(type(model).__name__) if model is not None else None)
     reasons: list[str] = []
     if model is None:
         if arch is None:

@@ -108,7 +108,8 @@ def _alpha_factors(spec: Any, new: Any, depth: int) -> list[tuple[float, float]]
 def apply(diag: Any, model: Any, recommendation: dict[str, Any]) -> Any:
     """Apply ``recommendation`` (from :func:`recommend`) to ``model`` in place; returns the model.
 
-    The model must have ``diag``'s architecture (e.g. built from the same config).
+    The model must have ``diag``'s architecture (e.g. built from the same config). ``qk_std = None`` in
+    the recommendation keeps W_Q and W_K as they are (only α / centring are applied).
     """
     arch = diag.arch
     if arch is None:
@@ -119,7 +120,8 @@ def apply(diag: Any, model: Any, recommendation: dict[str, Any]) -> Any:
         raise ValueError(f"model has {len(blocks)} blocks; the diagnosis has {diag.spec.depth}")
     factors = _alpha_factors(diag.spec, new, len(blocks))
     for block, (fa, fm) in zip(blocks, factors, strict=True):
-        _reinit_qk(block, arch, diag.effective.heads, float(recommendation["qk_std"]))
+        if recommendation.get("qk_std") is not None:
+            _reinit_qk(block, arch, diag.effective.heads, float(recommendation["qk_std"]))
         if not math.isclose(fa, 1.0):
             _scale_module(get_path(block, arch.o), fa)
         if not math.isclose(fm, 1.0) and arch.mlp_out:

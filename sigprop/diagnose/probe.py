@@ -107,7 +107,7 @@ def _one(model: Any, config: Any, seq_len: int, batch: int, seed: int, device: s
          beta2lnT: float, centre: bool = True) -> list[dict[str, float]]:
     from sigprop.measure import measure
 
-    m = measure(model, output_hidden_states=True, **_inputs(config, model, seq_len, batch, seed, device))
+    m = measure(model, output_hidden_states=True, stable_rank=False, **_inputs(config, model, seq_len, batch, seed, device))
     causal = bool(m.meta["causal"])
     atts = list(getattr(m.output, "attentions", None) or [])
     hidden = list(getattr(m.output, "hidden_states", None) or [])
