@@ -87,7 +87,7 @@ def _postorder(root: nn.Module, skip: set[int]) -> list[nn.Module]:
     return out
 
 
-def _init_modules(model: nn.Module, modules: list[nn.Module], seed: int) -> None:
+def _init_modules(model: Any, modules: list[nn.Module], seed: int) -> None:
     """Initialise ``modules`` in order with ``model``'s own ``_init_weights``, the CPU generator seeded by ``seed``.
 
     The ``_is_hf_initialized`` marks that ``transformers`` leaves on modules and tensors are cleared first, so
@@ -271,7 +271,7 @@ def _meta_model(config: Any) -> nn.Module:
     return model.eval()
 
 
-def _materialise_shell(model: nn.Module, probe: _Probe) -> list[_StreamedBlock]:
+def _materialise_shell(model: Any, probe: _Probe) -> list[_StreamedBlock]:
     layers = _block_list(model)
     stand_ins = [_StreamedBlock(b, i, probe) for i, b in enumerate(layers)]
     for i, s in enumerate(stand_ins):
@@ -313,9 +313,9 @@ def _check_args(seq_len: int, seeds: int, batch: int, last_k: int | None, max_la
     for name, value, low in (("seq_len", seq_len, 2), ("seeds", seeds, 1), ("batch", batch, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer ≥ {low}; got {value!r}")
-    for name, value in (("last_k", last_k), ("max_layers", max_layers)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be None or an integer ≥ 1; got {value!r}")
+    for name, opt in (("last_k", last_k), ("max_layers", max_layers)):
+        if opt is not None and (not isinstance(opt, int) or isinstance(opt, bool) or opt < 1):
+            raise ValueError(f"{name} must be None or an integer ≥ 1; got {opt!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch.dtype (torch.float32, torch.bfloat16, ...); got {dtype!r}")
     try:
