@@ -14,14 +14,19 @@ compositions of the same pieces:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from sigprop.theory import activations, rem
+from sigprop.spec import GATED
+from sigprop.spec import recipe as spec_recipe
+from sigprop.theory import activations, rem, rows
 
-#: Number of representative query positions used for causal (decoder) attention.
-CAUSAL_POSITIONS = 24
+#: Number of geometric position bins of a causal (decoder) layer (:func:`sigprop.theory.rows.geometry`).
+CAUSAL_POSITIONS = rows.CAUSAL_POSITIONS
+#: representative key counts of the causal bins and their row weights (kept under its historical name)
+_causal_rows = rows.causal_rows
 
 
 def cosine(p, q) -> np.ndarray:
@@ -45,7 +50,8 @@ class AttentionOut:
 
     ``y2`` is the row-averaged ``E Σ_s A_ts²``; ``entropy`` the row-averaged Shannon entropy divided by
     ``ln(number of keys)``; ``condensed`` whether ``β > β_c`` (entropy-collapse phase of the T = ∞
-    theory); ``beta_c`` the critical β of the attention input (computed on demand).
+    theory); ``beta_c`` the critical β of the attention input (computed on demand). For a causal layer
+    ``q`` and ``p`` are per position (``(..., K)`` and ``(..., K, K)``, :func:`causal_attention`).
     """
 
     q: np.ndarray
@@ -61,84 +67,16 @@ class AttentionOut:
             return np.sqrt(2.0 / self.q_in_gap)
 
 
-def _causal_rows(seq_len: float) -> tuple[np.ndarray, np.ndarray]:
-    """Representative numbers of visible keys n_t for rows t = 1..T of a causal layer, and weights.
-
-    Rows are grouped in geometric bins; each bin is represented by its geometric-mean row and weighted
-    by the fraction of rows it holds.
-    """
-    T = int(round(float(seq_len)))
-    edges = np.unique(np.round(np.geomspace(1, T + 1, CAUSAL_POSITIONS + 1)).astype(np.int64))
-    lo, hi = edges[:-1], edges[1:]  # rows lo..hi-1
-    n = np.sqrt(lo * (hi - 1.0))
-    w = (hi - lo) / float(T)
-    return n, w
-
-
-def _rows(seq_len: float, causal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers of visible keys of the representative rows, and their weights (one row if not causal)."""
-    if seq_len is None:
-        return np.array([np.inf]), np.array([1.0])
-    if causal:
-        return _causal_rows(seq_len)
-    return np.array([float(seq_len)]), np.array([1.0])
-
-
-def _row_stats(b_eff, rho, seq_len, finite_T: bool, causal: bool, want_entropy: bool = True):
-    """Row-averaged (Y², O, entropy / ln n) for effective inverse temperature ``b = β sqrt(q(q − p))``.
-
-    Every row's logits have fluctuation std ``s = b sqrt(ln T)``; a row seeing ``n_t`` keys is a REM with
-    ``n_t`` configurations, i.e. effective ``b_t = b sqrt(ln T / ln n_t)`` (docs/theory.md §7).
-    """
-    if not causal or seq_len is None:  # one representative row with n = T keys: no row axis needed
-        if finite_T:
-            from sigprop.theory import finite
-
-            n1 = np.asarray(float(seq_len))
-            b = np.asarray(b_eff, dtype=float)
-            if want_entropy:
-                mo = finite._moments_b(b, n1)
-                y2, ent = mo.y2, mo.entropy / np.log(float(seq_len))
-            else:
-                y2, ent = finite._y2_b(b, n1), None
-            ov = finite._overlap_b(b, np.asarray(rho, dtype=float), n1, y2)
-        else:
-            y2 = 1.0 - np.minimum(rem.SQRT2 / np.maximum(b_eff, 1e-300), 1.0)  # 1 − m, m = β_c/β
-            ov = 0.0
-            ent = np.maximum(0.0, 1.0 - 0.5 * b_eff * b_eff) if want_entropy else None
-        return y2, ov, ent
-    n, w = _rows(seq_len, causal)
-    b = np.asarray(b_eff, dtype=float)[..., None]
-    r = np.asarray(rho, dtype=float)[..., None]
-    one = n < 2  # a row that sees a single key: A = 1
-    nn = np.maximum(n, 2.0)
-    if finite_T:
-        from sigprop.theory import finite
-
-        s = b * np.sqrt(np.log(float(seq_len)))
-        mo = finite.moments_s(s, nn)
-        y2 = mo.y2
-        ov = finite.overlap_s(s, r, nn)
-        ent = mo.entropy / np.log(nn)
-    else:
-        bt = b * np.sqrt(np.log(float(seq_len)) / np.log(nn)) if seq_len is not None else b
-        m = np.minimum(rem.SQRT2 / np.maximum(bt, 1e-300), 1.0)  # Parisi m = β_c/β
-        y2 = 1.0 - m
-        ov = np.zeros_like(y2)
-        ent = np.maximum(0.0, 1.0 - 0.5 * bt * bt)
-    y2 = np.where(one, 1.0, y2)
-    ov = np.where(one, 1.0, ov)
-    ent = np.where(one, 0.0, ent)
-    return (y2 * w).sum(-1), (ov * w).sum(-1), (ent * w).sum(-1)
-
-
-def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = True, causal: bool = False) -> AttentionOut:
+def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = True, causal: bool = False,
+              window: int | None = None) -> AttentionOut:
     """Self-attention ``y_t = Σ_s A_ts x_s`` (softmax) or ``Σ_s (A_ts − 1/n) x_s`` (centred) on state (q, p).
 
     Result 1 (docs/theory.md §3.1): ``q' = p + (q − p) Y²``, ``p' = p + (q − p) O`` where Y² = E Σ_s A_ts² and
     O = E Σ_s A_ts A_τs (0 at T = ∞). Centred (docs/theory.md §6): ``q' = (q − p)(Y² − 1/n)``,
     ``p' = (q − p)(O − 1/n)`` — the branch never adds a component common to all tokens.
     The logits of a row have fluctuation variance ``β² ln T · q (q − p)`` with T = ``seq_len``.
+    A causal layer (docs/theory.md §7) is resolved per position; this function feeds it the same state at
+    every position and returns the all-token means (q̄ over rows, p̄ over distinct pairs).
     """
     if kind not in ("softmax", "centred"):
         raise ValueError(f"attention kind must be 'softmax' or 'centred'; got {kind!r}")
@@ -147,31 +85,190 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
     beta = np.asarray(beta, dtype=float)
     if np.any(~np.isfinite(beta)) or np.any(beta < 0):
         raise ValueError("beta must be finite and ≥ 0")
-    return _attention(np.asarray(q, dtype=float), np.asarray(p, dtype=float), beta, seq_len, kind,
-                      finite_T and seq_len is not None, causal)
+    q, p = np.asarray(q, dtype=float), np.asarray(p, dtype=float)
+    finite_T = finite_T and seq_len is not None
+    if causal and seq_len is not None:
+        geo = rows.geometry(int(seq_len), True, window)
+        qa, pa = spread(q, p, geo)
+        out = causal_attention(qa, pa, beta, geo, kind=kind, finite_T=finite_T)
+        qm, pm = all_tokens(out.q, out.p, geo)
+        return AttentionOut(qm, pm, out.y2, out.entropy, out.condensed, out.q_in_gap)
+    return _attention(q, p, beta, seq_len, kind, finite_T, window=window)
 
 
-def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, causal: bool, want_entropy: bool = True) -> AttentionOut:
-    """:func:`attention` without input checks (the propagation validates its spec once)."""
+def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: bool = True, *,
+               window: int | None = None, cbar=0.0) -> AttentionOut:
+    """:func:`attention` of a non-causal layer without input checks (every row sees ``min(T, W)`` keys).
+
+    ``cbar`` (RoPE): the logit fluctuation variance is ``β² ln T q (q − c̄ p)`` (docs/theory.md §7).
+    """
     gap = np.maximum(q - p, 0.0)
-    qgap = q * gap
+    qgap = q * gap if not np.any(cbar) else q * np.maximum(q - (1.0 - cbar) * p, 0.0)
     b_eff = beta * np.sqrt(qgap)
-    rho = cosine(p, q) if (finite_T or causal) else None
-    y2, ov, ent = _row_stats(b_eff, rho, seq_len, finite_T, causal, want_entropy)
+    windowed = window is not None and seq_len is not None and window < seq_len
+    rho = cosine(p, q) if finite_T else None
+    st = rows.row_stats(b_eff, window if windowed else None, seq_len, finite_T=finite_T, rho=rho,
+                        entropy=want_entropy)
+    y2, ent = st.y2, st.entropy
+    ov = st.overlap if finite_T else 0.0
+    inv_n = 0.0
+    if finite_T:
+        inv_n = 1.0 / (min(float(window), float(seq_len)) if windowed else float(seq_len))
+    if windowed and finite_T:  # rows far apart share fewer than n keys: O = S + S₂ (ov − 1/n)
+        geo = rows.geometry(int(seq_len), False, int(window))
+        ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - inv_n)
+        inv_pair = float(geo.shared[0, 0])
+    else:
+        inv_pair = inv_n
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
     if kind == "softmax":
         q_out = p + gap * y2
         p_out = p if (np.ndim(ov) == 0 and ov == 0.0) else p + gap * ov
     else:
-        inv_n = 0.0 if (seq_len is None or not finite_T) else _mean_inv_keys(seq_len, causal)
         q_out = gap * np.maximum(y2 - inv_n, 0.0)
-        p_out = gap * np.clip(ov - inv_n, 0.0, None)
+        p_out = gap * np.clip(ov - inv_pair, 0.0, None)
     return AttentionOut(q_out, p_out, y2, ent, condensed, qgap)
 
 
-def _mean_inv_keys(seq_len, causal: bool) -> float:
-    n, w = _rows(seq_len, causal)
-    return float(np.sum(w / n))
+# --------------------------------------------------------------------------- causal, per position
+
+
+def spread(q, p, geo: rows.RowGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform state (q, p) as a per-position state: ``q`` → ``(..., K)``, ``p`` → ``(..., K, K)``."""
+    K = geo.size
+    q = np.asarray(q, dtype=float)
+    p = np.asarray(p, dtype=float)
+    return np.broadcast_to(q[..., None], (*q.shape, K)), np.broadcast_to(p[..., None, None], (*p.shape, K, K))
+
+
+def all_tokens(q, p, geo: rows.RowGeometry, *, last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """All-token means of a per-position state: q̄ over rows and p̄ over distinct pairs (or the last tokens)."""
+    rw, pw = (geo.last_row_w, geo.last_pair_w) if last else (geo.row_w, geo.pair_w)
+    q = np.asarray(q, dtype=float)
+    qm = q @ rw if q.ndim else q * 1.0
+    return qm, np.einsum("...ij,ij->...", p, pw)
+
+
+def _lower(x: np.ndarray) -> np.ndarray:
+    """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(..., K)`` → ``(..., K, K)``."""
+    K = x.shape[-1]
+    idx = np.minimum.outer(np.arange(K), np.arange(K))
+    return x[..., idx]
+
+
+def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
+                     want_entropy: bool = True, cbar=0.0) -> AttentionOut:
+    """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
+
+    ``qa`` ``(..., K)``: q of the tokens of each position bin; ``pa`` ``(..., K, K)``: overlaps of distinct
+    tokens of two bins (diagonal: two distinct tokens of one bin). Row t sees ``n_t`` keys; with ``V`` the
+    fraction of its keys in each bin, its keys have mean norm ``q̄_t = V q`` and mean pair overlap
+    ``p̄_t = (V p Vᵀ − d/n)/(1 − 1/n)`` (``d`` the within-bin overlaps); its logits fluctuate with variance
+    ``β² ln T q_t (q̄_t − p̄_t)``, a REM with n_t keys. Then
+
+    * ``q'_t = p̄_t + (q̄_t − p̄_t) Y²_t``,
+    * ``p'_tτ = P̄_tτ + (q̄ − P̄_tτ) O_tτ`` for rows t < τ, with ``P̄_tτ`` the mean overlap of a key of t and a
+      distinct key of τ and ``O_tτ = E Σ_s A_ts A_τs = m/(n_t n_τ) + m²/(n_t n_τ) (ov_t(c_tτ) − 1/n_t)``
+      (``m`` shared keys; ``ov_t`` the finite-T overlap of two rows with n_t keys and logit correlation
+      ``c_tτ``, the cosine of the two query tokens). Uniform attention (β → 0) gives exactly
+      ``O_tτ = 1/max(t, τ)`` and ``Y²_t = 1/t``.
+
+    Bin means of the exactly known 1/n and m/(n n) parts come from :func:`sigprop.theory.rows.geometry`; the
+    REM excesses (Y²_t − 1/n_t, ov − 1/n) are evaluated at each bin's representative row. T = ∞
+    (``finite_T=False``): ``Y²_t = 1 − m_t`` with ``m_t = √2/(b_t sqrt(ln T/ln n_t))`` and ``O = 0``.
+    """
+    T = float(geo.seq_len)
+    K = geo.size
+    V = geo.vis
+    qa = np.asarray(qa, dtype=float)
+    pa = np.asarray(pa, dtype=float)
+    beta = np.asarray(beta, dtype=float)
+    shape = np.broadcast_shapes(qa.shape[:-1], pa.shape[:-2], beta.shape)
+    G = math.prod(shape)
+    qa = np.broadcast_to(qa, (*shape, K)).reshape(G, K)
+    pa = np.broadcast_to(pa, (*shape, K, K)).reshape(G, K, K)
+    bt = np.broadcast_to(beta, shape).reshape(G)
+    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
+    M = np.matmul(np.matmul(V, pa), V.T)  # V p Vᵀ (G, K, K)
+    dV = dg @ V.T  # mean within-bin overlap over each row's keys
+    qbar = qa @ V.T
+    inv_n = geo.inv_n
+    one = geo.n < 2
+    S = geo.shared
+    pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+    pown = np.where(one, qbar, pown)
+    Pb = M
+    Pb -= S * _lower(dV)
+    Pb *= 1.0 / np.where(S < 1.0, 1.0 - S, 1.0)
+    gap = np.maximum(qbar - pown, 0.0)
+    spread_ = np.maximum(qbar - (1.0 - cbar) * pown, 0.0) if np.any(cbar) else gap
+    b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
+    y2 = np.empty((G, K))
+    ent = np.zeros((G, K)) if want_entropy else None
+    ex = np.zeros((G, K, K)) if finite_T else None
+    if finite_T:
+        inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
+        c = pa * inv_sq[:, :, None]
+        c *= inv_sq[:, None, :]
+        np.clip(c, 0.0, 1.0, out=c)
+    for i in range(K):
+        n = float(geo.n[i])
+        if n < 2:
+            y2[:, i] = 1.0
+            continue
+        if finite_T and not np.any(b[:, i]):  # uniform rows: Y² = ov = 1/n exactly (no table needed)
+            y2[:, i] = inv_n[i]
+            if want_entropy:
+                ent[:, i] = 1.0
+            continue
+        st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
+        y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
+        if want_entropy:
+            ent[:, i] = st.entropy
+        if finite_T:
+            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T, st.y2)
+    np.clip(y2, 0.0, 1.0, out=y2)
+    gapP = np.maximum(_lower(qbar) - Pb, 0.0)
+    if finite_T:
+        iu = np.triu(np.ones((K, K), dtype=bool))
+        ex = np.where(iu, ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
+        ex *= geo.shared2
+    if kind == "softmax":
+        q_out = pown + gap * y2
+        if finite_T:
+            ex += S
+            ex *= gapP
+            p_out = Pb + ex
+        else:
+            p_out = Pb
+    else:
+        q_out = gap * np.maximum(y2 - (inv_n if finite_T else 0.0), 0.0)
+        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
+    qm, pm = all_tokens(qa, pa, geo)
+    qgap = qm * np.maximum(qm - pm, 0.0)
+    condensed = bt * np.sqrt(qgap) > rem.SQRT2
+    entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
+    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
+                        entm, condensed.reshape(shape), qgap.reshape(shape))
+
+
+def _excess_overlap_row(b, c, n: float, T: float, y2) -> np.ndarray:
+    """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
+
+    Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
+    in c between them (the overlap is smooth and monotone in c; exact at both ends).
+    """
+    lo, hi = c.min(axis=1), c.max(axis=1)
+    both = np.concatenate([lo, hi])
+    ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
+    G = b.shape[0]
+    e_lo, e_hi = ov[:G], ov[G:]
+    span = hi - lo
+    slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
+    return e_lo[:, None] + slope[:, None] * (c - lo[:, None])
+
+
+# --------------------------------------------------------------------------- the other pieces
 
 
 def value(q, p, sigma_v2, sigma_bv2) -> tuple[np.ndarray, np.ndarray]:
@@ -186,16 +283,38 @@ def residual(skip_q, skip_p, branch_q, branch_p, alpha) -> tuple[np.ndarray, np.
 
 
 def layernorm(q, p) -> tuple[np.ndarray, np.ndarray]:
-    """LayerNorm without affine parameters: ``(q, p) → (1, p/q)`` (mean subtraction is O(1/d)).
+    """LayerNorm (or RMSNorm) without affine parameters: ``(q, p) → (1, p/q)``.
 
-    q is returned as a 0-d array (it broadcasts), which lets the MLP use one kernel table for the grid.
+    LayerNorm's mean subtraction and RMSNorm's lack of it differ by O(1/d) (the mean of a token's d
+    coordinates is O(1/sqrt(d))), so both use this map. q is returned as a 0-d array (it broadcasts),
+    which lets the MLP use one kernel table for the grid.
     """
     return np.asarray(1.0), cosine(p, q)
 
 
-def mlp(q, p, activation, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarray]:
-    """``W₂ φ(W₁ x + b₁) + b₂`` with ``W ~ N(0, σ_w²/fan_in)``, biases ``N(0, σ_b²)``."""
-    return activations.mlp_map(activation, q, p, sigma_w2, sigma_b2)
+def layernorm_positions(q, p) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position LayerNorm of a per-position state: ``q_t → 1``, ``p_tτ → p_tτ / sqrt(q_t q_τ)``."""
+    q = np.asarray(q, dtype=float)
+    if q.ndim == 0:  # the same q at every position
+        return np.asarray(1.0), cosine(p, q)
+    sq = np.sqrt(np.maximum(q, 0.0))
+    return np.asarray(1.0), cosine(p, sq[..., :, None] * sq[..., None, :])
+
+
+def mlp(q, p, activation, sigma_w2, sigma_b2, sigma_w2_out=None) -> tuple[np.ndarray, np.ndarray]:
+    """``W₂ φ(W₁ x + b₁) + b₂`` with ``W₁ ~ N(0, σ_w²/d)``, ``W₂ ~ N(0, σ_w,out²/d_ff)``, biases ``N(0, σ_b²)``.
+
+    Gated activations (``swiglu``, ``geglu``) use the product kernel of
+    :func:`sigprop.theory.activations.mlp_map`. For a plain activation ``σ_w,out²`` rescales the
+    kernel part of the output: ``σ_b² + σ_w,out² E[φφ]``.
+    """
+    if isinstance(activation, str) and activation in GATED:
+        return activations.mlp_map(activation, q, p, sigma_w2, sigma_b2, sigma_w2_out=sigma_w2_out)
+    qo, po = activations.mlp_map(activation, q, p, sigma_w2, sigma_b2)
+    if sigma_w2_out is None:
+        return qo, po
+    r = np.asarray(sigma_w2_out, dtype=float) / np.asarray(sigma_w2, dtype=float)
+    return sigma_b2 + r * (qo - sigma_b2), sigma_b2 + r * (po - sigma_b2)
 
 
 @dataclass(frozen=True)
@@ -207,35 +326,95 @@ class BlockOut:
     attn: AttentionOut
 
 
-def block(q, p, spec, *, finite_T: bool = True, scale=1.0, want_entropy: bool = True) -> BlockOut:
-    """One transformer block of ``spec`` (post-/pre-LN × softmax/centred) on state (q, p).
+def _rope_cbar(spec) -> float:
+    if not spec.rope_fraction:
+        return 0.0
+    from sigprop.theory import rope
 
-    Post-LN: ``x ← LN(α_SA x + V(A(x)))``, ``x ← LN(α_MLP x + MLP(x))``.
-    Pre-LN:  ``x ← α_SA x + V(A(LN x))``, ``x ← α_MLP x + MLP(LN x)``; the attention β_c is evaluated on
-    ``LN x`` (the corrected pre-LN β_c, docs/theory.md §3.5).
-    The value bias cancels in centred attention (``Σ_s (A_ts − 1/n) = 0``).
+    return float(rope.cbar(spec.rope_fraction, spec.rope_theta, spec.width // spec.heads, spec.seq_len,
+                           causal=spec.causal))
+
+
+def block(q, p, spec, *, finite_T: bool = True, scale=1.0, want_entropy: bool = True) -> BlockOut:
+    """One transformer block of ``spec`` on a uniform state (q, p), following ``spec.recipe(spec)``.
+
+    Every sublayer is ``x ← N_out(α x + Σ_b F_b(N_in x))`` (docs/theory.md §3): post-LN
+    ``x ← LN(α_SA x + V(A(x)))``, ``x ← LN(α_MLP x + MLP(x))``; pre-LN ``x ← α_SA x + V(A(LN x))``,
+    ``x ← α_MLP x + MLP(LN x)`` (the attention β_c is evaluated on ``LN x``, docs/theory.md §3.5); parallel
+    pre-LN ``x ← α_SA x + V(A(LN₁ x)) + MLP(LN₂ x)``. Branches add in quadrature. The value bias cancels in
+    centred attention (``Σ_s (A_ts − 1/n) = 0``).
+
+    A causal spec is resolved per position (:func:`block_positions`); this function feeds it the uniform
+    state and returns the all-token means.
 
     ``scale``: the pre-LN residual stream is stored as ``(q, p)/scale`` so that it stays finite when it
     grows like α^{2L}; branch outputs are divided by it (post-LN ignores it: its state is normalised).
     """
-    seq_len = spec.seq_len
-    if spec.norm == "pre":
-        qa, pa = layernorm(q, p)
-    else:
-        qa, pa = q, p
-    att = _attention(np.asarray(qa, dtype=float), np.asarray(pa, dtype=float), spec.beta, seq_len, spec.attention,
-                     finite_T, spec.causal, want_entropy)
-    bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
-    qv, pv = value(att.q, att.p, spec.sigma_v2, bias_v)
-    if spec.norm == "pre":
-        qv, pv = qv / scale, pv / scale
-    q1, p1 = residual(q, p, qv, pv, spec.alpha_sa)
-    if spec.norm == "post":
-        q1, p1 = layernorm(q1, p1)
-        qm, pm = mlp(q1, p1, spec.activation, spec.sigma_w2, spec.sigma_b2)
-        q2, p2 = layernorm(*residual(q1, p1, qm, pm, spec.alpha_mlp))
-    else:
-        qn, pn = layernorm(q1, p1)
-        qm, pm = mlp(qn, pn, spec.activation, spec.sigma_w2, spec.sigma_b2)
-        q2, p2 = residual(q1, p1, qm / scale, pm / scale, spec.alpha_mlp)
-    return BlockOut(q2, p2, att)
+    if spec.causal:
+        geo = rows.geometry(spec.seq_len, True, spec.window)
+        out = block_positions(*spread(q, p, geo), spec, geo, finite_T=finite_T, scale=scale,
+                              want_entropy=want_entropy)
+        qm, pm = all_tokens(out.q, out.p, geo)
+        return BlockOut(qm, pm, out.attn)
+    return _block(q, p, spec, None, finite_T, scale, want_entropy)
+
+
+def block_positions(q, p, spec, geo: rows.RowGeometry, *, finite_T: bool = True, scale=1.0,
+                    want_entropy: bool = True) -> BlockOut:
+    """One block of a causal ``spec`` on a per-position state ``q`` ``(..., K)``, ``p`` ``(..., K, K)``."""
+    return _block(q, p, spec, geo, finite_T, scale, want_entropy)
+
+
+def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockOut:
+    """The recipe loop shared by the uniform (``geo=None``) and per-position states."""
+    pos = geo is not None
+    one, two = (lambda x: _axes(x, 1), lambda x: _axes(x, 2)) if pos else (lambda x: x, lambda x: x)
+    norm = layernorm_positions if pos else layernorm
+    pre = spec.norm == "pre"
+    cbar = _rope_cbar(spec)
+    att = None
+    for sub in spec_recipe(spec):
+        qn, pn = norm(q, p) if sub.norm_in else (q, p)
+        bq = bp = None
+        for kind in sub.branches:
+            if kind == "attn":
+                qa, pa = np.asarray(qn, dtype=float), np.asarray(pn, dtype=float)
+                if pos:
+                    if qa.ndim == 0 or qa.shape[-1:] != (geo.size,):
+                        qa = np.broadcast_to(qa[..., None], (*qa.shape, geo.size))
+                    att = causal_attention(qa, pa, spec.beta, geo, kind=spec.attention, finite_T=finite_T,
+                                           want_entropy=want_entropy, cbar=cbar)
+                else:
+                    att = _attention(qa, pa, spec.beta, spec.seq_len, spec.attention, finite_T, want_entropy,
+                                     window=spec.window, cbar=cbar)
+                bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
+                if pos:
+                    xq = one(spec.sigma_v2) * att.q + one(bias_v)
+                    xp = two(spec.sigma_v2) * att.p + two(bias_v)
+                else:
+                    xq, xp = value(att.q, att.p, spec.sigma_v2, bias_v)
+            else:
+                xq, xp = mlp(qn, pn, spec.activation, two(spec.sigma_w2), two(spec.sigma_b2),
+                             None if spec.sigma_w2_out is None else two(spec.sigma_w2_out))
+                if pos:
+                    xq = np.asarray(xq)[..., 0] if np.ndim(xq) >= 2 else xq
+            if pre:
+                xq, xp = xq / one(scale), xp / two(scale)
+            bq, bp = (xq, xp) if bq is None else (bq + xq, bp + xp)
+        alpha = getattr(spec, sub.alpha)
+        if pos:
+            a2 = np.asarray(alpha, dtype=float) ** 2
+            q, p = one(a2) * q + bq, two(a2) * p + bp
+        else:
+            q, p = residual(q, p, bq, bp, alpha)
+        if sub.norm_out:
+            q, p = norm(q, p)
+    return BlockOut(q, p, att)
+
+
+def _axes(x, k: int):
+    """Append ``k`` singleton axes to an array parameter (scalars pass through)."""
+    if np.ndim(x) == 0:
+        return x
+    x = np.asarray(x)
+    return x.reshape(x.shape + (1,) * k)

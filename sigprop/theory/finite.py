@@ -59,6 +59,10 @@ __all__ = [
     "overlap",
     "overlap_s",
     "overlap_direct",
+    "one_blas_thread",
+    "moments_b",
+    "y2_b",
+    "overlap_b",
     "expected_max_normal",
     "clear_cache",
 ]
@@ -127,7 +131,8 @@ def _openblas_handles():
 
 
 @contextlib.contextmanager
-def _one_blas_thread():
+def one_blas_thread():
+    """Context manager: OpenBLAS runs single-threaded inside (faster for many small products)."""
     h = _openblas_handles()
     if h is None:
         yield
@@ -428,7 +433,7 @@ def moments_direct(s, n) -> FiniteMoments:
     n = _check_n("n", n)
     shape, (sf, nf) = _broadcast(s, n)
     res = np.empty((sf.size, 6))
-    with _one_blas_thread():
+    with one_blas_thread():
         for i in range(sf.size):
             res[i] = _row_direct(float(sf[i]), float(nf[i]))[:6]
     return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
@@ -441,7 +446,7 @@ def overlap_direct(s, rho, n) -> np.ndarray:
     n = _check_n("n", n)
     shape, (sf, rf, nf) = _broadcast(s, rho, n)
     out = np.empty(sf.size)
-    with _one_blas_thread():
+    with one_blas_thread():
         for i in range(sf.size):
             out[i] = _overlap_point(float(sf[i]), float(rf[i]), float(nf[i]))
     return out.reshape(shape)
@@ -486,13 +491,11 @@ SHIPPED_CAUSAL_T = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 def _shipped_ns() -> list[float]:
     """Key counts n with shipped tables: :data:`SHIPPED_N` and the causal rows of :data:`SHIPPED_CAUSAL_T`."""
-    from sigprop.theory.blocks import (
-        _causal_rows,  # blocks imports this module; only the developer tool needs it
-    )
+    from sigprop.theory import rows  # rows imports this module lazily; only the developer tool needs it
 
     ns = {float(n) for n in SHIPPED_N}
     for T in SHIPPED_CAUSAL_T:
-        ns |= {float(n) for n in _causal_rows(T)[0]}
+        ns |= {float(n) for n in rows.causal_rows(T)[0] if n >= 2}
     return sorted(ns)
 
 
@@ -714,7 +717,7 @@ _OV_TABLES: dict[float, _OverlapTable] = {}
 def _moment_table(n: float) -> _MomentTable:
     t = _MOM_TABLES.get(n)
     if t is None:
-        with _one_blas_thread():
+        with one_blas_thread():
             t = _MOM_TABLES[n] = _MomentTable(n)
     return t
 
@@ -722,7 +725,7 @@ def _moment_table(n: float) -> _MomentTable:
 def _overlap_table(n: float) -> _OverlapTable:
     t = _OV_TABLES.get(n)
     if t is None:
-        with _one_blas_thread():
+        with one_blas_thread():
             t = _OV_TABLES[n] = _OverlapTable(n)
     return t
 
@@ -738,8 +741,10 @@ def clear_cache() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
-    if n.size == 1 and b.size >= _DIRECT_BELOW:  # common case: one T, many b
+def moments_b(b: np.ndarray, n: np.ndarray, *, table: bool = False) -> FiniteMoments:
+    """:func:`moments` for unchecked arrays ``b`` (effective β) and ``n`` (keys); ``table=True`` always
+    reads (or builds) the table instead of integrating a few points directly."""
+    if n.size == 1 and (b.size >= _DIRECT_BELOW or table):  # common case: one T, many b
         nk = float(n.ravel()[0])
         shape = np.broadcast_shapes(b.shape, n.shape)
         res = _moment_table(nk)(b.ravel())
@@ -754,7 +759,7 @@ def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
             nk = float(nk)
             if bk.size < _DIRECT_BELOW and nk not in _MOM_TABLES:
                 sq = math.sqrt(math.log(nk))
-                with _one_blas_thread():
+                with one_blas_thread():
                     rows = [_row_direct(float(bi) * sq, nk)[:6] for bi in bk]
                 res[sel] = np.array(rows).reshape(-1, 6)
             else:
@@ -762,11 +767,11 @@ def _moments_b(b: np.ndarray, n: np.ndarray) -> FiniteMoments:
     return FiniteMoments(*(res[:, j].reshape(shape) for j in range(6)))
 
 
-def _y2_b(b: np.ndarray, n: np.ndarray) -> np.ndarray:
+def y2_b(b: np.ndarray, n: np.ndarray, *, table: bool = False) -> np.ndarray:
     """Y^(2) only (unchecked inputs); one table read for the common one-T, many-b case."""
-    if n.size == 1 and b.size >= _DIRECT_BELOW:
+    if n.size == 1 and (b.size >= _DIRECT_BELOW or table):
         return _moment_table(float(n.ravel()[0])).y2(b)
-    return _moments_b(b, n).y2
+    return moments_b(b, n).y2
 
 
 def moments(b, T) -> FiniteMoments:
@@ -777,7 +782,7 @@ def moments(b, T) -> FiniteMoments:
     """
     b = _check_b("b", b)
     T = _check_n("T", T)
-    return _moments_b(b, T)
+    return moments_b(b, T)
 
 
 def moments_s(s, n) -> FiniteMoments:
@@ -785,15 +790,17 @@ def moments_s(s, n) -> FiniteMoments:
     s = _check_b("s", s)
     n = _check_n("n", n)
     b = s / np.sqrt(np.log(n))
-    return _moments_b(b, n)
+    return moments_b(b, n)
 
 
-def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | None = None) -> np.ndarray:
-    """Overlap for unchecked inputs; ``y2`` (Y^(2) at the same b and n) may be passed to save a table read."""
+def overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | None = None, *,
+              table: bool = False) -> np.ndarray:
+    """Overlap for unchecked inputs; ``y2`` (Y^(2) at the same b and n) may be passed to save a table read;
+    ``table=True`` always reads (or builds) the table."""
     if n.size == 1:
         shape = np.broadcast_shapes(b.shape, rho.shape, n.shape)
         nk = float(n.ravel()[0])
-        if math.prod(shape) >= _OV_DIRECT_BELOW or nk in _OV_TABLES:
+        if math.prod(shape) >= _OV_DIRECT_BELOW or nk in _OV_TABLES or table:
             bb, rr = np.broadcast_arrays(b, rho)
             yy = None if y2 is None else np.broadcast_to(y2, shape)
             return _overlap_table(nk)(bb, rr, yy).reshape(shape)
@@ -807,7 +814,7 @@ def _overlap_b(b: np.ndarray, rho: np.ndarray, n: np.ndarray, y2: np.ndarray | N
             bk, rk = bf[sel], rf[sel]
             if bk.size < _OV_DIRECT_BELOW and nk not in _OV_TABLES:
                 sq = math.sqrt(math.log(nk))
-                with _one_blas_thread():
+                with one_blas_thread():
                     out[sel] = [_overlap_point(float(bi) * sq, float(ri), nk) for bi, ri in zip(bk, rk, strict=True)]
             else:
                 out[sel] = _overlap_table(nk)(bk, rk)
@@ -822,7 +829,7 @@ def overlap(b, rho, T) -> np.ndarray:
     b = _check_b("b", b)
     rho = _check_rho(rho)
     T = _check_n("T", T)
-    return _overlap_b(b, rho, T)
+    return overlap_b(b, rho, T)
 
 
 def overlap_s(s, rho, n) -> np.ndarray:
@@ -830,4 +837,4 @@ def overlap_s(s, rho, n) -> np.ndarray:
     s = _check_b("s", s)
     rho = _check_rho(rho)
     n = _check_n("n", n)
-    return _overlap_b(s / np.sqrt(np.log(n)), rho, n)
+    return overlap_b(s / np.sqrt(np.log(n)), rho, n)

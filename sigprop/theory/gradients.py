@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sigprop.theory import rem
+from sigprop.theory import rem, rows
 
 __all__ = [
     "trace_j2",
@@ -104,32 +104,13 @@ def _check(beta, rho, seq_len, q):
 
 
 def _moments(b, T, finite_T: bool):
-    """(E tr J², Y², E(1 − ΣA²)²) for effective inverse temperature ``b`` and T keys."""
+    """(E tr J², Y², E(1 − ΣA²)²) for effective inverse temperature ``b`` and T keys
+    (:func:`sigprop.theory.rows.row_stats`)."""
+    st = rows.row_stats(b, None, T, finite_T=finite_T, moments=True)
     if not finite_T:
-        m = np.clip(np.where(b > 0, rem.SQRT2 / np.where(b > 0, b, 1.0), np.inf), 0.0, 1.0)
-        y2 = 1.0 - m
-        y2sq = (3 - m) * (2 - m) * (1 - m) / 6 + m * (1 - m) ** 2 / 6
-        return m * (1 - m) / 3.0, y2, 1.0 - 2.0 * y2 + y2sq
-    from sigprop.theory import finite
-
-    T = np.asarray(T, dtype=float)
-    s = b * np.sqrt(np.log(T))
-    if T.ndim == 0:
-        mo = finite.moments_s(s, float(T))
-    else:  # one table per distinct T
-        s, Tb = np.broadcast_arrays(s, T)
-        out = [np.empty(s.shape) for _ in range(4)]
-        for t in np.unique(Tb):
-            sel = Tb == t
-            m = finite.moments_s(s[sel], float(t))
-            for o, v in zip(out, (m.y2, m.y3, m.y4, m.pair22), strict=True):
-                o[sel] = v
-        from types import SimpleNamespace
-
-        mo = SimpleNamespace(y2=out[0], y3=out[1], y4=out[2], pair22=out[3])
-    y2sq = mo.y4 + mo.pair22
-    trj2 = np.maximum(mo.y2 - 2.0 * mo.y3 + y2sq, 0.0)
-    return trj2, mo.y2, np.maximum(1.0 - 2.0 * mo.y2 + y2sq, 0.0)
+        m = 1.0 - st.y2
+        return m * (1 - m) / 3.0, st.y2, st.one_minus_y2_sq
+    return st.trace_j2, st.y2, st.one_minus_y2_sq
 
 
 def trace_j2(beta, rho=0.0, seq_len=512, *, q=1.0, finite_T: bool = True) -> np.ndarray:
@@ -239,17 +220,11 @@ def vanishing_mask(diagram, fraction: float = 0.1) -> np.ndarray:
     b = beta * q * np.sqrt(np.clip(1.0 - rho, 0.0, None))
     finite_T = bool(getattr(diagram, "finite_T", True))
     T = float(spec.seq_len)
-    if finite_T and spec.causal:
-        from sigprop.theory.blocks import _causal_rows
-
-        n, w = _causal_rows(T)
+    if finite_T and spec.causal:  # rows seeing n_t ≥ 2 keys, weighted by the rows they stand for
+        n, w = rows.causal_rows(T)
         keep = n >= 2
         n, w = n[keep], w[keep]
-        from sigprop.theory import finite
-
-        s = (b * np.sqrt(np.log(T)))[..., None]
-        mo = finite.moments_s(s, n)
-        trj2 = np.maximum(mo.y2 - 2 * mo.y3 + mo.y4 + mo.pair22, 0.0)
+        trj2 = rows.row_stats(b[..., None], n, T, moments=True).trace_j2
         trj2 = (trj2 * w).sum(-1) / max(w.sum(), 1e-300)
     else:
         trj2 = _moments(b, T, finite_T)[0]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sigprop.spec import Spec
-from sigprop.theory import blocks, rem
+from sigprop.theory import blocks, rem, rows
 
 #: per-layer fields a :class:`Propagation` can hold
 FIELDS = ("rho", "q", "log_q", "y2", "entropy", "beta_c", "condensed")
@@ -37,6 +37,11 @@ class Propagation:
 
     ``n_condensed`` counts the condensed layers; ``first_condensed`` is ``condensed[1]``. They are kept
     even when the per-layer arrays are not recorded.
+
+    Recorded with ``rho`` (docs/theory.md §7): ``rho_last`` — ρ over the pairs of the last 50 tokens
+    (:data:`sigprop.theory.rows.LAST_TOKENS`; equal to ``rho`` for an encoder); ``q_pos`` — q per position,
+    shape ``(L + 1, *spec.shape, K)`` at the representative ``positions`` (K,) of the position bins of a
+    causal stack (one bin, position (T+1)/2, for an encoder).
     """
 
     spec: Spec
@@ -52,6 +57,9 @@ class Propagation:
     log_q_final: np.ndarray = field(default_factory=lambda: np.array(np.nan))
     n_condensed: np.ndarray = field(default_factory=lambda: np.array(0))
     first_condensed: np.ndarray = field(default_factory=lambda: np.array(False))
+    rho_last: np.ndarray | None = None
+    q_pos: np.ndarray | None = None
+    positions: np.ndarray | None = None
 
     @property
     def depth(self) -> int:
@@ -60,7 +68,8 @@ class Propagation:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict: ``layer`` plus every recorded field as (nested) lists."""
         out: dict[str, Any] = {"layer": list(range(self.depth + 1)), "finite_T": self.finite_T}
-        for name in FIELDS:
+        extra = ("rho_last", "q_pos", "positions") if not self.spec.is_grid else ("rho_last",)
+        for name in FIELDS + extra:
             v = getattr(self, name)
             if v is not None:
                 arr = np.asarray(v)
@@ -112,12 +121,14 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
         raise ValueError(f"record must be a subset of {FIELDS}; got {bad}")
     shape = spec.shape
     L = spec.depth
+    if spec.causal:
+        from sigprop.theory import finite
+
+        with finite.one_blas_thread():  # many small products: one BLAS thread is several times faster
+            return _propagate_positions(spec, finite_T, record, progress)
     q = np.broadcast_to(np.asarray(spec.q0, dtype=float), shape).copy()
     p = q * np.broadcast_to(np.asarray(spec.rho0, dtype=float), shape)
-    arrays: dict[str, np.ndarray] = {}
-    for name in record:
-        dtype = bool if name == "condensed" else float
-        arrays[name] = np.full((L + 1, *shape), False if dtype is bool else np.nan, dtype=dtype)
+    arrays = _arrays(record, L, shape)
     if "rho" in arrays:
         arrays["rho"][0] = p / q
     if "q" in arrays:
@@ -149,19 +160,7 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
         if layer == 1:
             first = np.broadcast_to(cond, shape).copy()
         if arrays:
-            lq = np.log(q) + log_scale
-            with np.errstate(over="ignore"):
-                vals = {
-                    "rho": _ratio(p, q),
-                    "q": np.exp(lq),
-                    "log_q": lq,
-                    "y2": out.attn.y2,
-                    "entropy": out.attn.entropy,
-                    "beta_c": out.attn.beta_c,
-                    "condensed": cond,
-                }
-            for name, arr in arrays.items():
-                arr[layer] = np.broadcast_to(vals[name], shape)
+            _record(arrays, layer, shape, _ratio(p, q), np.log(q) + log_scale, out.attn)
     q, p = np.broadcast_to(q, shape), np.broadcast_to(p, shape)
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):  # pragma: no cover - guarded above
         raise FloatingPointError("the propagated state became non-finite")
@@ -170,7 +169,112 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     prop.log_q_final = np.broadcast_to(np.log(q) + log_scale, shape).copy()
     prop.n_condensed = n_cond
     prop.first_condensed = first
+    if "rho" in arrays:
+        prop.rho_last = arrays["rho"]
+        qrec = arrays["q"] if "q" in arrays else None
+        if qrec is not None:
+            prop.q_pos = qrec[..., None]
+            prop.positions = np.array([(spec.seq_len + 1) / 2.0])
     return prop
+
+
+def _arrays(record: tuple[str, ...], L: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name in record:
+        dtype = bool if name == "condensed" else float
+        arrays[name] = np.full((L + 1, *shape), False if dtype is bool else np.nan, dtype=dtype)
+    return arrays
+
+
+def _record(arrays: dict[str, np.ndarray], layer: int, shape, rho, lq, attn) -> None:
+    with np.errstate(over="ignore"):
+        vals = {
+            "rho": rho,
+            "q": np.exp(lq),
+            "log_q": lq,
+            "y2": attn.y2,
+            "entropy": attn.entropy,
+            "beta_c": attn.beta_c,
+            "condensed": attn.condensed,
+        }
+    for name, arr in arrays.items():
+        arr[layer] = np.broadcast_to(vals[name], shape)
+
+
+def _propagate_positions(spec: Spec, finite_T: bool, record: tuple[str, ...],
+                         progress: Callable[[int, int], None] | None) -> Propagation:
+    """:func:`propagate` of a causal stack with the state resolved per position bin (docs/theory.md §7)."""
+    shape = spec.shape
+    L = spec.depth
+    geo = rows.geometry(spec.seq_len, True, spec.window)
+    K = geo.size
+    q0 = np.broadcast_to(np.asarray(spec.q0, dtype=float), shape)
+    q, p = blocks.spread(q0, q0 * np.asarray(spec.rho0, dtype=float), geo)
+    arrays = _arrays(record, L, shape)
+    keep = "rho" in arrays
+    rho_last = np.full((L + 1, *shape), np.nan) if keep else None
+    q_pos = np.full((L + 1, *shape, K), np.nan) if keep else None
+
+    def state(q, p, log_scale):
+        qm, pm = blocks.all_tokens(q, p, geo)
+        return _ratio(pm, qm), np.log(qm) + log_scale
+
+    pre = spec.norm == "pre"
+    log_scale = np.zeros(shape) if pre else 0.0
+    scale = 1.0
+    n_cond = np.zeros(shape, dtype=np.int64)
+    first = np.zeros(shape, dtype=bool)
+    want_entropy = "entropy" in arrays
+
+    def put(layer, q, p, log_scale, attn=None):
+        rho, lq = state(q, p, log_scale)
+        if attn is None:
+            for name, v in (("rho", rho), ("q", np.exp(lq)), ("log_q", lq)):
+                if name in arrays:
+                    arrays[name][0] = v
+        else:
+            _record(arrays, layer, shape, rho, lq, attn)
+        if keep:
+            ql, pl = blocks.all_tokens(q, p, geo, last=True)
+            rho_last[layer] = np.broadcast_to(_ratio(pl, ql), shape)
+            with np.errstate(over="ignore"):
+                q_pos[layer] = np.broadcast_to(np.asarray(q) * np.exp(_expand(log_scale)), (*shape, K))
+
+    put(0, q, p, log_scale)
+    for layer in range(1, L + 1):
+        out = blocks.block_positions(q, p, spec, geo, finite_T=finite_T, scale=scale, want_entropy=want_entropy)
+        q, p = out.q, out.p
+        if pre:
+            qm = np.broadcast_to(blocks.all_tokens(q, p, geo)[0], shape)
+            big = qm > 1e64
+            if np.any(big):  # renormalise every position of the stored stream by its mean q̄
+                f = np.where(big, qm, 1.0)
+                log_scale = log_scale + np.log(f)
+                q, p = q / f[..., None], p / f[..., None, None]
+                with np.errstate(over="ignore"):
+                    scale = np.exp(log_scale)
+        if progress is not None:
+            progress(layer, L)
+        cond = out.attn.condensed
+        n_cond += cond
+        if layer == 1:
+            first = np.broadcast_to(cond, shape).copy()
+        if arrays:
+            put(layer, q, p, log_scale, out.attn)
+    rho_f, lq_f = state(q, p, log_scale)
+    prop = Propagation(spec=spec, finite_T=finite_T, **arrays)
+    prop.rho_final = np.asarray(np.broadcast_to(rho_f, shape))
+    prop.log_q_final = np.broadcast_to(lq_f, shape).copy()
+    if not np.all(np.isfinite(prop.log_q_final)):  # pragma: no cover - guarded above
+        raise FloatingPointError("the propagated state became non-finite")
+    prop.n_condensed = n_cond
+    prop.first_condensed = first
+    prop.rho_last, prop.q_pos, prop.positions = rho_last, q_pos, (geo.positions.copy() if keep else None)
+    return prop
+
+
+def _expand(x):
+    return np.asarray(x)[..., None] if np.ndim(x) else x
 
 
 def _ratio(p: np.ndarray, q: np.ndarray) -> np.ndarray:

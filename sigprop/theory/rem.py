@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-SQRT2 = float(np.sqrt(2.0))
+from sigprop.theory import rows
+
+SQRT2 = rows.SQRT2
 
 
 def _f(x) -> np.ndarray:
@@ -78,11 +80,7 @@ def beta_c_rho(rho) -> np.ndarray:
     return beta_c(1.0, rho)
 
 
-def _parisi_m(b: np.ndarray) -> np.ndarray:
-    """1-RSB Parisi parameter ``m = β_c/β = √2/b``, clipped to [0, 1] (1 in the replica-symmetric phase)."""
-    with np.errstate(divide="ignore"):
-        m = np.where(b > 0, SQRT2 / np.where(b > 0, b, 1.0), np.inf)
-    return np.clip(m, 0.0, 1.0)
+_parisi_m = rows.parisi_m
 
 
 def participation_ratio(k, beta, rho=0.0, q=1.0) -> np.ndarray:
@@ -181,29 +179,27 @@ def stats(beta, rho=0.0, seq_len=None, *, q=1.0, finite_T: bool = True) -> REMSt
     if seq_len is not None:
         seq_len = _check_seq_len(seq_len)
     bc = np.broadcast_to(beta_c(q, q * rho), np.broadcast_shapes(np.shape(beta), np.shape(rho), np.shape(q)))
+    b = effective_beta(beta, rho, q)
+    shape = np.broadcast_shapes(np.shape(beta), np.shape(rho), np.shape(q))
     if seq_len is None or not finite_T:
-        m = _parisi_m(effective_beta(beta, rho, q))
-        y2_ = 1 - m
-        y3_ = (2 - m) * (1 - m) / 2
-        y4_ = (3 - m) * (2 - m) * (1 - m) / 6
+        st = rows.row_stats(b, None, None, finite_T=False, moments=True)
+        m = rows.parisi_m(b)
         return REMStats(
             beta_c=np.asarray(bc),
-            y2=y2_,
-            y3=y3_,
-            y4=y4_,
-            y2_squared_mean=y4_ + m * (1 - m) ** 2 / 6,
+            y2=st.y2,
+            y3=st.y3,
+            y4=st.y4,
+            y2_squared_mean=st.y2_sq,
             trace_j2=m * (1 - m) / 3,
             free_entropy=free_entropy(beta, rho, q),
             entropy=entropy(beta, rho, q),
-            overlap=np.zeros(np.broadcast_shapes(np.shape(beta), np.shape(rho), np.shape(q))),
+            overlap=np.zeros(shape),
             seq_len=None if seq_len is None else float(np.max(seq_len)) if np.ndim(seq_len) else float(seq_len),
         )
-    from sigprop.theory import finite
-
-    b = effective_beta(beta, rho, q)
-    mo = finite.moments(b, seq_len)
-    ov = finite.overlap(b, rho, seq_len)
-    y2sq = mo.y4 + mo.pair22
+    st = rows.row_stats(b, None, seq_len, finite_T=True, rho=np.broadcast_to(rho, np.broadcast_shapes(shape, np.shape(seq_len))),
+                        moments=True, entropy=True)
+    mo = st
+    y2sq = mo.y2_sq
     return REMStats(
         beta_c=np.asarray(bc),
         y2=mo.y2,
@@ -212,7 +208,7 @@ def stats(beta, rho=0.0, seq_len=None, *, q=1.0, finite_T: bool = True) -> REMSt
         y2_squared_mean=y2sq,
         trace_j2=mo.y2 - 2 * mo.y3 + y2sq,
         free_entropy=mo.log_z / np.log(seq_len),
-        entropy=mo.entropy / np.log(seq_len),
-        overlap=ov,
+        entropy=mo.entropy,
+        overlap=mo.overlap,
         seq_len=float(seq_len) if np.ndim(seq_len) == 0 else None,
     )
