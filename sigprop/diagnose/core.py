@@ -186,7 +186,9 @@ def _theory_gaps(spec: Spec) -> tuple[Spec, list[str]]:
     that differ only in that field; the returned spec is one the theory can run (gated MLPs fall back to
     their plain activation, with a reason)."""
     reasons = []
-    small = spec.replace(depth=2)
+    # a probe point where every field matters (correlated tokens, β of order 1); the spec's own point may
+    # hide a field (RoPE does nothing at ρ = 0)
+    small = spec.replace(depth=2, rho0=0.5, beta=1.0)
     try:
         propagate(small, record=("rho",))
     except (ValueError, KeyError, NotImplementedError, TypeError) as exc:
@@ -197,7 +199,7 @@ def _theory_gaps(spec: Spec) -> tuple[Spec, list[str]]:
             reasons.append(f"this installation's theory has no kernel for {spec.activation} ({str(exc)[:80]}); "
                            f"predicted with {plain}")
             spec = spec.replace(activation=plain)
-            small = spec.replace(depth=2)
+            small = spec.replace(depth=2, rho0=0.5, beta=1.0)
         else:
             raise
     base = propagate(small, record=("rho", "entropy")).rho
@@ -254,10 +256,13 @@ def effective_spec(eff: Effective, seq_len: int) -> tuple[Spec, list[str]]:
 def predicted_rows(spec: Spec) -> list[dict[str, Any]]:
     """Per-layer theory rows (``layer``, ``rho``, ``attn_entropy_norm``, ``q``, ``y2``, ``condensed``)."""
     prop = propagate(spec, record=("rho", "q", "entropy", "y2", "condensed"))
+    # the theory averages entropy / ln n_t over every row, counting a causal row with one key as 0; the
+    # measurement (sigprop.measure) averages over rows with ≥ 2 keys: rescale to the same rows
+    ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0
     rows = []
     for ell in range(spec.depth + 1):
         rows.append({"layer": ell, "rho": float(prop.rho[ell]), "q": float(prop.q[ell]),
-                     "attn_entropy_norm": float(prop.entropy[ell]) if ell else None,
+                     "attn_entropy_norm": float(prop.entropy[ell]) * ent_scale if ell else None,
                      "y2": float(prop.y2[ell]) if ell else None, "condensed": bool(prop.condensed[ell]) if ell else None})
     return rows
 

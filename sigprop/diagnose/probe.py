@@ -4,7 +4,8 @@ probe it on random inputs with :func:`sigprop.measure.measure`, and average per 
 Per layer: ``rho`` (p̄/q̄ of the Gram matrix, the theory's all-token ρ), ``cosine`` (mean pairwise
 cosine), ``q``, ``attn_entropy_norm``, and ``logit_var``: the within-row variance of the attention logits
 (read from ``ln A``, which differs from the logits by a row constant), with ``logit_var_ratio`` = measured /
-predicted β² ln T (1 − c̄ ρ_in) on the normalised attention input (c̄ = 1 without RoPE).
+predicted β² ln T (1 − c̄ ρ̄_keys) on the normalised attention input (c̄ from
+:func:`sigprop.theory.rope.cbar`, 1 without RoPE; ρ̄_keys from :func:`key_overlap`).
 """
 
 from __future__ import annotations
@@ -15,23 +16,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["logit_variance", "measure_rows", "model_bytes", "rope_cbar"]
+__all__ = ["key_overlap", "logit_variance", "measure_rows", "model_bytes"]
 
 KEYS = ("rho", "cosine", "q", "attn_entropy_norm", "logit_var")
-
-
-def rope_cbar(head_dim: int, fraction: float, theta: float, seq_len: int) -> float:
-    """c̄ = mean over key pairs s ≠ s' of (1 − f) + f · mean_i cos(θ_i (s − s')) (docs/theory.md, RoPE):
-    the factor RoPE puts on the shared part p of the within-row logit variance q (q − c̄ p)."""
-    if fraction <= 0:
-        return 1.0
-    r = max(2, int(round(head_dim * fraction)) // 2 * 2)
-    freqs = theta ** (-np.arange(0, r, 2) / r)
-    T = int(seq_len)
-    delta = np.arange(1, T)
-    weight = (T - delta).astype(float)  # ordered pairs at distance Δ
-    cos = np.cos(np.outer(delta, freqs)).mean(axis=1)
-    return float((1 - fraction) + fraction * np.sum(weight * cos) / np.sum(weight))
 
 
 def logit_variance(A: Any, causal: bool) -> float:
@@ -158,7 +145,11 @@ def measure_rows(diag: Any, *, seeds: int, batch: int = 2, device: str = "cpu", 
     config = tgt.config
     T = spec.seq_len
     eff = diag.effective
-    cbar = rope_cbar(eff.head_dim, spec.rope_fraction, spec.rope_theta, T) if spec.rope_fraction else 1.0
+    cbar = 1.0
+    if spec.rope_fraction:
+        from sigprop.theory import rope
+
+        cbar = rope.cbar(spec.rope_fraction, spec.rope_theta, eff.head_dim, T, causal=spec.causal, window=spec.window)
     beta2lnT = float(spec.beta) ** 2 * math.log(T)
     if tgt.model is None:
         big = model_bytes(config) > STREAM_BYTES_LIMIT()
