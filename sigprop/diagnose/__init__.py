@@ -11,7 +11,19 @@ Submodules: :mod:`~sigprop.diagnose.archs` (architecture registry, :func:`regist
 (published configs, offline) and :mod:`~sigprop.diagnose.stream` (block-by-block measurement).
 """
 
+from sigprop.diagnose import checkpoints
 from sigprop.diagnose.archs import Arch, register_arch
 from sigprop.diagnose.core import SUPPORT_LEVELS, Diagnosis, diagnose
 
-__all__ = ["Arch", "Diagnosis", "SUPPORT_LEVELS", "diagnose", "register_arch"]
+__all__ = ["Arch", "Diagnosis", "SUPPORT_LEVELS", "checkpoints", "diagnose", "register_arch"]
+
+
+class _CallableModule(type(__import__("sys"))):
+    """``sigprop.diagnose`` is this package *and* the function: ``sigprop.diagnose("gpt2")`` calls
+    :func:`diagnose`, while ``sigprop.diagnose.checkpoints`` etc. stay reachable as submodules."""
+
+    def __call__(self, *args, **kwargs):
+        return diagnose(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

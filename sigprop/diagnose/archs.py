@@ -207,8 +207,8 @@ def _modernbert_settings(config: Any) -> dict[str, Any]:
     local = getattr(config, "local_attention", None)
     types = getattr(config, "layer_types", None) or []
     if local and any(t == "sliding_attention" for t in types):
-        reasons.append(f"local attention layers see ±{int(local) // 2} keys (sequences up to {int(local) // 2} tokens "
-                       "are unaffected); the theory treats every layer as global")
+        reasons.append(f"local attention layers see the keys within ±{int(local) // 2} (sequences of at most "
+                       f"{int(local) // 2 + 1} tokens are unaffected); the theory treats every layer as global")
     return _base(activation=gated, rope_fraction=frac, rope_theta=theta, reasons=reasons, local_window=local)
 
 

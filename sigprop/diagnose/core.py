@@ -350,7 +350,7 @@ def diagnose(target: Any, *, seq_len: int | None = None, depth: int | None = Non
                        "position-averaged statistics")
     if spec.window is not None and spec.window < T:
         reasons.append(f"sliding window {spec.window} < T = {T}: rows see at most {spec.window} keys")
-    if eff.settings.get("local_window") and T <= int(eff.settings["local_window"]) // 2:
+    if eff.settings.get("local_window") and T <= int(eff.settings["local_window"]) // 2 + 1:
         reasons = [r for r in reasons if not r.startswith("local attention")]
         notes.append(f"local attention windows (±{int(eff.settings['local_window']) // 2}) cover all T = {T} tokens")
     _t5_bias_note(tgt, arch, eff, reasons, notes)

@@ -209,3 +209,17 @@ def test_llama_mistral_approximate(family):
     d, (er, ee) = _accuracy(cfg, 128)
     assert d.support == "approximate" and any("RoPE" in r for r in d.reasons)
     assert er <= 0.1, er
+
+
+def test_large_configs_are_measured_by_streaming(monkeypatch):
+    """Above the memory threshold the probe goes block by block (sigprop.diagnose.stream): lower the
+    threshold so that a small Llama streams, and check the rows are complete and near the theory."""
+    import sigprop.diagnose.core as core
+
+    monkeypatch.setattr(core, "STREAM_BYTES", 1)
+    cfg = T.LlamaConfig(hidden_size=256, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                        intermediate_size=688)
+    d = diagnose(cfg, seq_len=64, seeds=1, batch=2)
+    assert "stream" in d.measured[0] and [r["layer"] for r in d.measured] == [0, 1, 2, 3]
+    er, ee = d.errors()
+    assert er <= 0.1 and ee <= 0.02, (er, ee)
