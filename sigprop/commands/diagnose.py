@@ -74,11 +74,13 @@ def _plots(diag: Any, out: Path) -> list[Path]:
 
 def _save_fixed(diag: Any, rec: dict[str, Any], folder: Path) -> Path:
     """Build the model (seed 0) or take the given one, apply the fix, ``save_pretrained`` it to ``folder``."""
+    import copy
+
     import torch
 
     from sigprop.diagnose import archs
 
-    model = diag.target.model
+    model = copy.deepcopy(diag.target.model) if diag.target.model is not None else None
     if model is None:
         torch.manual_seed(0)
         model = archs.builder(diag.arch)(diag.target.config).eval()

@@ -366,8 +366,13 @@ def diagnose(target: Any, *, seq_len: int | None = None, depth: int | None = Non
     if measure and seeds > 0:
         from sigprop.diagnose.probe import measure_rows
 
-        diag.measured = measure_rows(diag, seeds=seeds, batch=batch, device=device, stream=stream)
-        diag.seeds = seeds
+        try:
+            diag.measured = measure_rows(diag, seeds=seeds, batch=batch, device=device, stream=stream)
+            diag.seeds = seeds
+        except TypeError as exc:  # a plain nn.Module sigprop.measure has no adapter for
+            if tgt.model is None or hasattr(tgt.model, "config"):
+                raise
+            diag.notes.append(f"not measured: {exc}")
     return diag
 
 

@@ -10,6 +10,7 @@ predicted β² ln T (1 − c̄ ρ̄_keys) on the normalised attention input (c̄
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -164,7 +165,8 @@ def measure_rows(diag: Any, *, seeds: int, batch: int = 2, device: str = "cpu", 
             torch.manual_seed(s)
             model = build(config).eval().to(device)
         else:
-            model = tgt.model.eval().to(device)
+            # a given model is probed as it is; a fix is applied to a copy (never twice to the same weights)
+            model = (copy.deepcopy(tgt.model) if transform is not None else tgt.model).eval().to(device)
         if transform is not None:
             transform(model)
         runs.append(_one(model, config if config is not None else getattr(model, "config", None), T, batch, s, device,
