@@ -39,7 +39,7 @@ def _plots(diag: Any, out: Path) -> list[Path]:
         rec = rep.recommended
         plot_diagram(rep.diagram, ax, mark=(float(diag.spec.beta), float(diag.spec.alpha_sa)),
                      recommended=(rec.x, rec.y) if rec else None,
-                     title=f"{diag.name}: {diag.label.replace('_', ' ')} ({diag.support})")
+                     title=f"{diag.name} (L={diag.spec.depth}, T={diag.spec.seq_len}): {diag.label.replace('_', ' ')} ({diag.support})")
         files.append(savefig_atomic(fig, out / "diagram.png", dpi=120))
     finally:
         plt.close(fig)
