@@ -169,8 +169,13 @@ def _neox_settings(config: Any) -> dict[str, Any]:
 
 
 def _opt_settings(config: Any) -> dict[str, Any]:
+    reasons = []
+    proj = getattr(config, "word_embed_proj_dim", None)
+    if proj is not None and proj != config.hidden_size:
+        reasons.append(f"word_embed_proj_dim = {proj} ≠ hidden_size: token embeddings are projected (project_in), "
+                       "q₀ counts the table only")
     return _base(norm="pre" if getattr(config, "do_layer_norm_before", True) else "post",
-                 activation=activation_name(config.activation_function), causal=True)
+                 activation=activation_name(config.activation_function), causal=True, reasons=reasons)
 
 
 def _llama_settings(config: Any) -> dict[str, Any]:
