@@ -216,3 +216,16 @@ def test_diagram_needs_scalar_spec():
         D.diagram(BASE.replace(beta=np.array([0.5, 1.0])), finite_T=False)
     with pytest.raises(ValueError):
         D.where(BASE, eps=2.0, finite_T=False)
+
+
+def test_causal_diagram_is_one_vectorised_propagation():
+    """A causal diagram (per-position state over the grid) equals the propagation of each point alone."""
+    from sigprop.theory.propagate import propagate
+
+    spec = Spec(depth=5, causal=True, seq_len=128, norm="pre", alpha_mlp=1.0)
+    betas, alphas = np.array([0.3, 1.2, 2.5]), np.array([0.5, 1.0, 1.7, 3.0])
+    d = D.diagram(spec, ("beta", betas), ("alpha_sa", alphas))
+    for i, a in enumerate(alphas):
+        for j, b in enumerate(betas):
+            pt = propagate(spec.replace(beta=float(b), alpha_sa=float(a)), record=None)
+            assert d.rho_final[i, j] == pytest.approx(float(pt.rho_final), abs=1e-9)  # summation order only

@@ -14,8 +14,10 @@ compositions of the same pieces:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,7 @@ class AttentionOut:
     q: np.ndarray
     p: np.ndarray
     y2: np.ndarray
-    entropy: np.ndarray
+    entropy: Any  # np.ndarray, None when not requested
     condensed: np.ndarray
     q_in_gap: np.ndarray  # q (q − p) of the attention input
 
@@ -97,25 +99,25 @@ def attention(q, p, beta, seq_len, *, kind: str = "softmax", finite_T: bool = Tr
 
 
 def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: bool = True, *,
-               window: int | None = None, cbar=0.0) -> AttentionOut:
+               window: int | None = None, cbar: float | None = None) -> AttentionOut:
     """:func:`attention` of a non-causal layer without input checks (every row sees ``min(T, W)`` keys).
 
-    ``cbar`` (RoPE): the logit fluctuation variance is ``β² ln T q (q − c̄ p)`` (docs/theory.md §7).
+    ``cbar`` (RoPE, ``None`` = none): the logit fluctuation variance is ``β² ln T q (q − c̄ p)``
+    (docs/theory.md §3).
     """
     gap = np.maximum(q - p, 0.0)
-    qgap = q * gap if not np.any(cbar) else q * np.maximum(q - (1.0 - cbar) * p, 0.0)
+    qgap = q * gap if cbar is None else q * np.maximum(q - cbar * p, 0.0)
     b_eff = beta * np.sqrt(qgap)
-    windowed = window is not None and seq_len is not None and window < seq_len
+    W = window if (window is not None and seq_len is not None and window < seq_len) else None
     rho = cosine(p, q) if finite_T else None
-    st = rows.row_stats(b_eff, window if windowed else None, seq_len, finite_T=finite_T, rho=rho,
-                        entropy=want_entropy)
+    st = rows.row_stats(b_eff, W, seq_len, finite_T=finite_T, rho=rho, entropy=want_entropy)
     y2, ent = st.y2, st.entropy
-    ov = st.overlap if finite_T else 0.0
+    ov: Any = st.overlap if finite_T else 0.0
     inv_n = 0.0
     if finite_T:
-        inv_n = 1.0 / (min(float(window), float(seq_len)) if windowed else float(seq_len))
-    if windowed and finite_T:  # rows far apart share fewer than n keys: O = S + S₂ (ov − 1/n)
-        geo = rows.geometry(int(seq_len), False, int(window))
+        inv_n = 1.0 / float(seq_len if W is None else W)
+    if W is not None and finite_T:  # rows far apart share fewer than n keys: O = S + S₂ (ov − 1/n)
+        geo = rows.geometry(int(seq_len), False, W)
         ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - inv_n)
         inv_pair = float(geo.shared[0, 0])
     else:
@@ -145,19 +147,29 @@ def all_tokens(q, p, geo: rows.RowGeometry, *, last: bool = False) -> tuple[np.n
     """All-token means of a per-position state: q̄ over rows and p̄ over distinct pairs (or the last tokens)."""
     rw, pw = (geo.last_row_w, geo.last_pair_w) if last else (geo.row_w, geo.pair_w)
     q = np.asarray(q, dtype=float)
+    p = np.asarray(p, dtype=float)
     qm = q @ rw if q.ndim else q * 1.0
-    return qm, np.einsum("...ij,ij->...", p, pw)
+    K = pw.shape[0]
+    return qm, p.reshape(*p.shape[:-2], K * K) @ pw.ravel()
 
 
 def _lower(x: np.ndarray) -> np.ndarray:
-    """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(..., K)`` → ``(..., K, K)``."""
+    """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(G, K)`` → ``(G, K, K)``."""
     K = x.shape[-1]
-    idx = np.minimum.outer(np.arange(K), np.arange(K))
-    return x[..., idx]
+    return np.where(_upper_mask(K), x[..., :, None], x[..., None, :])
+
+
+@functools.lru_cache(maxsize=16)
+def _upper_mask(K: int) -> np.ndarray:
+    return np.triu(np.ones((K, K), dtype=bool))
+
+
+#: condensed rows prefer keys far from the keys' centroid (docs/theory.md §7); False: uniform key weights
+KEY_PREFERENCE = True
 
 
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
-                     want_entropy: bool = True, cbar=0.0) -> AttentionOut:
+                     want_entropy: bool = True, cbar: float | None = None) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
 
     ``qa`` ``(..., K)``: q of the tokens of each position bin; ``pa`` ``(..., K, K)``: overlaps of distinct
@@ -173,13 +185,15 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
       ``c_tτ``, the cosine of the two query tokens). Uniform attention (β → 0) gives exactly
       ``O_tτ = 1/max(t, τ)`` and ``Y²_t = 1/t``.
 
+    Keys are not equally attended: after the row's REM temperature is set from the uniform key means, the
+    key weights V become :func:`_key_weights` (keys far from the keys' centroid have larger logit variance
+    and win more often) in p̄_t, q̄_t and P̄_tτ (``KEY_PREFERENCE``).
+
     Bin means of the exactly known 1/n and m/(n n) parts come from :func:`sigprop.theory.rows.geometry`; the
     REM excesses (Y²_t − 1/n_t, ov − 1/n) are evaluated at each bin's representative row. T = ∞
     (``finite_T=False``): ``Y²_t = 1 − m_t`` with ``m_t = √2/(b_t sqrt(ln T/ln n_t))`` and ``O = 0``.
     """
-    T = float(geo.seq_len)
     K = geo.size
-    V = geo.vis
     qa = np.asarray(qa, dtype=float)
     pa = np.asarray(pa, dtype=float)
     beta = np.asarray(beta, dtype=float)
@@ -188,29 +202,87 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     qa = np.broadcast_to(qa, (*shape, K)).reshape(G, K)
     pa = np.broadcast_to(pa, (*shape, K, K)).reshape(G, K, K)
     bt = np.broadcast_to(beta, shape).reshape(G)
-    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
-    M = np.matmul(np.matmul(V, pa), V.T)  # V p Vᵀ (G, K, K)
-    dV = dg @ V.T  # mean within-bin overlap over each row's keys
-    qbar = qa @ V.T
+    inv_n = geo.inv_n
+    S = geo.shared
+    qbar, pown, gap, b, Pb = _key_means(qa, pa, bt, geo, cbar)
+    c = None
+    if finite_T:
+        if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q
+            c = np.clip(pa * (1.0 / max(float(qa[0, 0]), 1e-300)), 0.0, 1.0)
+        else:
+            inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
+            c = pa * inv_sq[:, :, None]
+            c *= inv_sq[:, None, :]
+            np.clip(c, 0.0, 1.0, out=c)
+    y2, ent, ex = _row_statistics(b, c, geo, finite_T, want_entropy)
+    np.clip(y2, 0.0, 1.0, out=y2)
+    gapP = _lower(qbar)
+    gapP -= Pb
+    np.maximum(gapP, 0.0, out=gapP)
+    if finite_T:
+        ex = np.where(_upper_mask(K), ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
+        ex *= geo.shared2
+    if kind == "softmax":
+        q_out = pown + gap * y2
+        if finite_T:
+            ex += S
+            ex *= gapP
+            ex += Pb
+            p_out = ex
+        else:
+            p_out = Pb
+    else:
+        q_out = gap * np.maximum(y2 - (inv_n if finite_T else 0.0), 0.0)
+        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
+    qm, pm = all_tokens(qa, pa, geo)
+    qgap = qm * np.maximum(qm - pm, 0.0)
+    condensed = bt * np.sqrt(qgap) > rem.SQRT2  # of the all-token state (as for an encoder)
+    entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
+    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
+                        entm, condensed.reshape(shape), qgap.reshape(shape))
+
+
+def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
+    """Mean key norm q̄, own-key pair overlap p̄, spread q̄ − p̄, effective β of each row bin, and the
+    cross-row key overlap P̄ (``(G, K)`` × 4 and ``(G, K, K)``); see :func:`causal_attention`."""
+    V = geo.vis
     inv_n = geo.inv_n
     one = geo.n < 2
-    S = geo.shared
+    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
+    X = np.matmul(pa, V.T)  # X[k, i]: mean overlap of a key in bin k with the keys of row bin i
+    M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+    dV = dg @ V.T  # mean within-bin overlap over each row's keys
+    qbar = qa @ V.T
     pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
     pown = np.where(one, qbar, pown)
-    Pb = M
-    Pb -= S * _lower(dV)
-    Pb *= 1.0 / np.where(S < 1.0, 1.0 - S, 1.0)
     gap = np.maximum(qbar - pown, 0.0)
-    spread_ = np.maximum(qbar - (1.0 - cbar) * pown, 0.0) if np.any(cbar) else gap
+    spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
     b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
+    if KEY_PREFERENCE:
+        W = _key_weights(V, X, qa, pown, gap, b, geo)
+        M = np.matmul(np.matmul(W, pa), W.transpose(0, 2, 1))
+        dV = np.einsum("gik,gk->gi", W, dg)
+        qbar = np.einsum("gik,gk->gi", W, qa)
+        pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+        pown = np.where(one, qbar, pown)
+        gap = np.maximum(qbar - pown, 0.0)
+    Pb = M
+    Pb -= _lower(dV) * geo.shared
+    Pb *= geo.inv_one_minus_shared
+    return qbar, pown, gap, b, Pb
+
+
+def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
+    """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
+    each pair (row i against bin j, before symmetrisation); one table per bin's key count."""
+    G, K = b.shape
+    T = float(geo.seq_len)
+    inv_n = geo.inv_n
     y2 = np.empty((G, K))
-    ent = np.zeros((G, K)) if want_entropy else None
-    ex = np.zeros((G, K, K)) if finite_T else None
-    if finite_T:
-        inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
-        c = pa * inv_sq[:, :, None]
-        c *= inv_sq[:, None, :]
-        np.clip(c, 0.0, 1.0, out=c)
+    ent: Any = np.zeros((G, K)) if want_entropy else None
+    ex: Any = np.zeros((G, K, K)) if finite_T else None
+    c_lo: Any = c.min(axis=2) if finite_T else None  # each row's smallest and largest query cosine
+    c_hi: Any = c.max(axis=2) if finite_T else None
     for i in range(K):
         n = float(geo.n[i])
         if n < 2:
@@ -226,40 +298,45 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
         if want_entropy:
             ent[:, i] = st.entropy
         if finite_T:
-            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], n, T, st.y2)
-    np.clip(y2, 0.0, 1.0, out=y2)
-    gapP = np.maximum(_lower(qbar) - Pb, 0.0)
-    if finite_T:
-        iu = np.triu(np.ones((K, K), dtype=bool))
-        ex = np.where(iu, ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
-        ex *= geo.shared2
-    if kind == "softmax":
-        q_out = pown + gap * y2
-        if finite_T:
-            ex += S
-            ex *= gapP
-            p_out = Pb + ex
-        else:
-            p_out = Pb
-    else:
-        q_out = gap * np.maximum(y2 - (inv_n if finite_T else 0.0), 0.0)
-        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
-    qm, pm = all_tokens(qa, pa, geo)
-    qgap = qm * np.maximum(qm - pm, 0.0)
-    condensed = bt * np.sqrt(qgap) > rem.SQRT2
-    entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
-    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
-                        entm, condensed.reshape(shape), qgap.reshape(shape))
+            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], c_lo[:, i], c_hi[:, i], n, T)
+    return y2, ent, ex
 
 
-def _excess_overlap_row(b, c, n: float, T: float, y2) -> np.ndarray:
+def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
+    """Attention mass per key bin of each row bin (``(G, K, K)``, rows sum to 1).
+
+    A key s of row t has logit variance (about the row mean) ∝ g_s = q_s − 2 m_s + p̄_t, with m_s its mean
+    overlap with the row's keys; the mean of g over the keys is q̄ − p̄. Its mean Gibbs weight relative to a
+    key at the mean is exp(λ (g_s/ḡ − 1)): λ = s²/2 below the REM transition (annealed, E e^{a}) and
+    λ = ln n above it (the largest of n Gaussians: a key with variance g beats the typical maximum with
+    probability ≈ n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}).
+    """
+    """Attention mass per key bin of each row bin when keys differ in their distance from the keys' centroid.
+
+    A key s of row t has logit variance (about the row mean) ∝ g_s = q_s − 2 m_s + p̄_t (m_s its mean
+    overlap with the row's keys; the mean of g over the keys is q̄ − p̄). Its mean Gibbs weight, relative
+    to a key at the mean, is exp(λ (g_s/ḡ − 1)) with λ = s²/2 below the REM transition (annealed) and
+    λ = ln n at and above it (the extreme value of n Gaussians: n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}).
+    """
+    T = float(geo.seq_len)
+    n = np.maximum(geo.n, 1.0)
+    lam = 0.5 * np.minimum(b * b * math.log(T), 2.0 * np.log(n))  # (G, K) per row bin
+    g = qa[:, :, None] - 2.0 * X + pown[:, None, :]  # [g, k, i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = lam[:, None, :] * (g / np.where(gap > 0, gap, 1.0)[:, None, :] - 1.0)
+    np.clip(z, -30.0, 30.0, out=z)
+    w = V.T[None] * np.exp(z)
+    w /= w.sum(axis=1, keepdims=True)
+    return w.transpose(0, 2, 1)
+
+
+def _excess_overlap_row(b, c, lo, hi, n: float, T: float) -> np.ndarray:
     """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
 
     Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
     in c between them (the overlap is smooth and monotone in c; exact at both ends).
     """
-    lo, hi = c.min(axis=1), c.max(axis=1)
-    both = np.concatenate([lo, hi])
+    both = np.concatenate([lo, hi])  # the row's smallest and largest cosine
     ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
     G = b.shape[0]
     e_lo, e_hi = ov[:G], ov[G:]
@@ -297,8 +374,13 @@ def layernorm_positions(q, p) -> tuple[np.ndarray, np.ndarray]:
     q = np.asarray(q, dtype=float)
     if q.ndim == 0:  # the same q at every position
         return np.asarray(1.0), cosine(p, q)
-    sq = np.sqrt(np.maximum(q, 0.0))
-    return np.asarray(1.0), cosine(p, sq[..., :, None] * sq[..., None, :])
+    if not np.all(q > 0):  # zero tokens read as identical (cosine 1), as in :func:`cosine`
+        sq = np.sqrt(np.maximum(q, 0.0))
+        return np.asarray(1.0), cosine(p, sq[..., :, None] * sq[..., None, :])
+    inv = 1.0 / np.sqrt(q)
+    c = p * inv[..., :, None]
+    c *= inv[..., None, :]
+    return np.asarray(1.0), np.clip(c, 0.0, 1.0, out=c)
 
 
 def mlp(q, p, activation, sigma_w2, sigma_b2, sigma_w2_out=None) -> tuple[np.ndarray, np.ndarray]:
@@ -326,11 +408,17 @@ class BlockOut:
     attn: AttentionOut
 
 
-def _rope_cbar(spec) -> float:
-    if not spec.rope_fraction:
-        return 0.0
-    from sigprop.theory import rope
+def rope_cbar(spec) -> float | None:
+    """RoPE's c̄ of ``spec`` (:func:`sigprop.theory.rope.cbar`), ``None`` without RoPE.
 
+    c̄ = average over key pairs of ``(1 − f) + f mean_i cos(θ_i Δ)``; the within-row logit variance
+    becomes ``β² ln T q (q − c̄ p)`` (docs/theory.md §3).
+    """
+    if not spec.rope_fraction:
+        return None
+    import importlib
+
+    rope = importlib.import_module("sigprop.theory.rope")
     return float(rope.cbar(spec.rope_fraction, spec.rope_theta, spec.width // spec.heads, spec.seq_len,
                            causal=spec.causal))
 
@@ -371,7 +459,7 @@ def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockO
     one, two = (lambda x: _axes(x, 1), lambda x: _axes(x, 2)) if pos else (lambda x: x, lambda x: x)
     norm = layernorm_positions if pos else layernorm
     pre = spec.norm == "pre"
-    cbar = _rope_cbar(spec)
+    cbar = rope_cbar(spec)
     att = None
     for sub in spec_recipe(spec):
         qn, pn = norm(q, p) if sub.norm_in else (q, p)
@@ -409,6 +497,7 @@ def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockO
             q, p = residual(q, p, bq, bp, alpha)
         if sub.norm_out:
             q, p = norm(q, p)
+    assert att is not None  # every recipe has an attention branch
     return BlockOut(q, p, att)
 
 

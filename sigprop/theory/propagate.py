@@ -136,8 +136,8 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     if "log_q" in arrays:
         arrays["log_q"][0] = np.log(q)
     pre = spec.norm == "pre"
-    log_scale = np.zeros(shape) if pre else 0.0
-    scale = 1.0
+    log_scale: Any = np.zeros(shape) if pre else 0.0
+    scale: Any = 1.0
     n_cond = np.zeros(shape, dtype=np.int64)
     first = np.zeros(shape, dtype=bool)
     want_entropy = "entropy" in arrays
@@ -220,8 +220,8 @@ def _propagate_positions(spec: Spec, finite_T: bool, record: tuple[str, ...],
         return _ratio(pm, qm), np.log(qm) + log_scale
 
     pre = spec.norm == "pre"
-    log_scale = np.zeros(shape) if pre else 0.0
-    scale = 1.0
+    log_scale: Any = np.zeros(shape) if pre else 0.0
+    scale: Any = 1.0
     n_cond = np.zeros(shape, dtype=np.int64)
     first = np.zeros(shape, dtype=bool)
     want_entropy = "entropy" in arrays

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,12 +50,13 @@ class RowStats:
     """
 
     y2: np.ndarray
-    y3: np.ndarray | None = None
-    y4: np.ndarray | None = None
-    y2_sq: np.ndarray | None = None
-    entropy: np.ndarray | None = None
-    overlap: np.ndarray | None = None
-    log_z: np.ndarray | None = None
+    # the others are arrays, or None where not requested
+    y3: Any = None
+    y4: Any = None
+    y2_sq: Any = None
+    entropy: Any = None
+    overlap: Any = None
+    log_z: Any = None
 
     @property
     def trace_j2(self) -> np.ndarray:
@@ -226,6 +228,11 @@ class RowGeometry:
     pair_w: np.ndarray
     last_row_w: np.ndarray
     last_pair_w: np.ndarray
+
+    @functools.cached_property
+    def inv_one_minus_shared(self) -> np.ndarray:
+        """``1/(1 − S)`` (1 where S = 1: a pair of rows that see one and the same key)."""
+        return 1.0 / np.where(self.shared < 1.0, 1.0 - self.shared, 1.0)
 
     @property
     def size(self) -> int:

@@ -233,3 +233,21 @@ def test_fuzz_new_fields(beta, rho, a, L, norm, attention, block, norm_type, cau
 def test_new_fields_reject_bad_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Spec(**bad)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_rope_enters_through_the_within_row_variance(monkeypatch, causal):
+    """With RoPE the logit variance is β² ln T q (q − c̄ p): c̄ = 1 is no RoPE, and c̄ < 1 acts on one layer
+    exactly like the larger β' = β sqrt((1 − c̄ρ)/(1 − ρ)) without RoPE (c̄ supplied here, the real one
+    comes from sigprop.theory.rope.cbar)."""
+    beta, rho, cb = 1.1, 0.4, 0.5
+    base = Spec(depth=1, causal=causal, seq_len=256, beta=beta, rho0=rho, norm="pre")
+    plain = propagate(base)
+    monkeypatch.setattr(blocks, "rope_cbar", lambda spec: 1.0 if spec.rope_fraction else None)
+    same = propagate(base.replace(rope_fraction=0.5))
+    np.testing.assert_array_equal(plain.rho, same.rho)
+    monkeypatch.setattr(blocks, "rope_cbar", lambda spec: cb if spec.rope_fraction else None)
+    rope = propagate(base.replace(rope_fraction=0.5))
+    boosted = propagate(base.replace(beta=beta * math.sqrt((1 - cb * rho) / (1 - rho))))
+    assert float(rope.y2[1]) == pytest.approx(float(boosted.y2[1]), rel=1e-9)
+    assert float(rope.y2[1]) > float(plain.y2[1])

@@ -5,8 +5,9 @@ Fast test: d = T = 128, 3 seeds; the measured ρ of one model fluctuates by σ_s
 taken from the run), so the seed mean is compared with 0.03 + 3 σ_seed/sqrt(seeds) (the convention of
 tests/test_validate.py). Slow tests: d = T = 256, 4 seeds, the issue's bound 0.04.
 Measured when written (d = T = 256, 4 seeds): β = 0.2 → 0.010 (the row-averaged theory erred by 0.10);
-β = 2 → 0.15: condensed rows prefer keys that are far from the others, which the i.i.d.-key REM of each
-row does not see (docs/theory.md §7, known error), so that case is an expected failure.
+β = 2 → 0.077 (was 0.16; 0.15 without the key-preference weights of docs/theory.md §7): the remaining
+error is the known one of §7, so that case is an expected failure at the issue's bound and is checked
+against 0.10 instead.
 """
 
 from __future__ import annotations
@@ -43,8 +44,17 @@ def test_causal_twin_issue_setting_low_beta():
     assert err <= 0.04, err
 
 
+@pytest.fixture(scope="module")
+def high_beta_error():
+    return _error(Spec(beta=2.0, width=256, seq_len=256, **SETTING), 4)[0]
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="condensed causal rows prefer distinctive keys (docs/theory.md §7): error ≈ 0.15")
-def test_causal_twin_issue_setting_high_beta():
-    err, _ = _error(Spec(beta=2.0, width=256, seq_len=256, **SETTING), 4)
-    assert err <= 0.04, err
+def test_causal_twin_issue_setting_high_beta_known_error(high_beta_error):
+    assert high_beta_error <= 0.10, high_beta_error
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="condensed causal rows: known error ≈ 0.08 (docs/theory.md §7)")
+def test_causal_twin_issue_setting_high_beta(high_beta_error):
+    assert high_beta_error <= 0.04, high_beta_error
