@@ -173,16 +173,18 @@ def test_pre_ln_alpha_realised_by_output_scaling():
 
 
 # ------------------------------------------------------------------------------ accuracy per family
-def _accuracy(cfg, T_, seeds=3):
+def _accuracy(cfg, T_, seeds=3, batch=2):
     """Max |Δρ| over layers, 3 seeds × 2 sequences (single models at d = 256 spread by ~0.03 in ρ)."""
-    d = diagnose(cfg, seq_len=T_, seeds=seeds, batch=2)
+    d = diagnose(cfg, seq_len=T_, seeds=seeds, batch=batch)
     return d, d.errors()
 
 
 @pytest.mark.skipif(not theory_has("sigma_w2_out", 0.05), reason="this branch's theory ignores sigma_w2_out (theory branch)")
 def test_gpt2_24_layers():
+    """GPT-2 shape at 24 layers (d = 256, T = 128): max |Δρ| ≤ 0.04 (measured 0.0066 with 3 seeds × 2; here
+    2 seeds × 1 sequence to keep the fast suite fast)."""
     cfg = T.GPT2Config(n_embd=256, n_layer=24, n_head=4)
-    d, (er, ee) = _accuracy(cfg, 128)
+    d, (er, ee) = _accuracy(cfg, 128, seeds=2, batch=1)
     assert er <= 0.04, er
 
 
