@@ -172,14 +172,20 @@ def fixed_block(diag: Any, recommendation: dict[str, Any], *, seeds: int, batch:
     v = verdict(new, gradients=False)
     pred = predicted_rows(new)
     meas = None
+    notes = []
     if measure and seeds > 0:
-        from sigprop.diagnose.probe import measure_rows
+        from sigprop.diagnose import core
+        from sigprop.diagnose.probe import measure_rows, model_bytes
 
-        meas = measure_rows(diag, seeds=seeds, batch=batch, device=device,
-                            transform=lambda m: apply(diag, m, recommendation), spec=new)
+        if diag.target.model is None and model_bytes(diag.target.config) > core.STREAM_BYTES:
+            notes.append("the fixed model is not measured: the config is too large to build whole (it streams); "
+                         "check the fix on a smaller --set")
+        else:
+            meas = measure_rows(diag, seeds=seeds, batch=batch, device=device,
+                                transform=lambda m: apply(diag, m, recommendation), spec=new)
     er, ee = compare(pred, meas)
     rec = {k: val for k, val in recommendation.items() if k != "spec"}
     return {"model_type": diag.model_type, "support": diag.support, "reasons": list(diag.reasons),
             "spec": new.to_dict(), "label": v.region, "verdict": v.text, "recommendation": rec, "predicted": pred,
-            "measured": meas, "max_abs_err_rho": er, "max_abs_err_entropy": ee,
+            "measured": meas, "max_abs_err_rho": er, "max_abs_err_entropy": ee, "notes": notes,
             "rho_final": float(np.asarray(v.rho_final))}

@@ -225,6 +225,8 @@ def test_large_configs_are_measured_by_streaming(monkeypatch):
     assert "stream" in d.measured[0] and [r["layer"] for r in d.measured] == [0, 1, 2, 3]
     er, ee = d.errors()
     assert er <= 0.1 and ee <= 0.02, (er, ee)
+    fixed = fixed_block(d, d.recommend(), seeds=1)  # too large to build whole: theory only, with a note
+    assert fixed["measured"] is None and fixed["notes"] and fixed["label"] == "trainable"
 
 
 @pytest.mark.slow
