@@ -360,6 +360,7 @@ def measure(
 
     if pixel_values is None:
         set_masks(ref.shape[1])
+    # longer than 80 lines: the hooks below are closures over this call's masks and per-layer results
     L = len(points.blocks)
     states: list[dict[str, float] | None] = [None] * (L + 1)
     attn: list[dict[str, Any] | None] = [None] * (L + 1)
@@ -392,16 +393,12 @@ def measure(
         for i, probs in enumerate(points.attention_probs, start=1):
             if probs is not None:
                 handles.append(probs.register_forward_hook(on_probs(i)))
-        kwargs = dict(points.forward_kwargs)
-        kwargs.update(forward_kwargs)
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask
-        if input_ids is not None:
-            kwargs["input_ids"] = input_ids
-        elif pixel_values is not None:
-            kwargs["pixel_values"] = pixel_values
-        else:
-            kwargs["inputs_embeds"] = inputs_embeds
+        kwargs = {**points.forward_kwargs, **forward_kwargs, "attention_mask": attention_mask}
+        if attention_mask is None:
+            del kwargs["attention_mask"]
+        for name, value in (("input_ids", input_ids), ("pixel_values", pixel_values), ("inputs_embeds", inputs_embeds)):
+            if value is not None:
+                kwargs[name] = value
         with torch.no_grad() if no_grad else torch.enable_grad(), _eager_attention(model, points):
             output = model(**kwargs)
             if points.attentions_from_output is not None:
@@ -417,17 +414,6 @@ def measure(
     if points.attentions_from_output is not None and L and all(a is None for a in attn[1:]):
         raise ValueError(f"{type(model).__name__} returned no attention probabilities (attention implementation "
                          f"{_attn_impl(model)!r}); build it with attn_implementation='eager' to probe attention")
-    empty_attn = {"attn_entropy": math.nan, "attn_entropy_norm": math.nan, "attn_y2": math.nan}
-    if spectra:
-        empty_attn["attn_singular_values"] = None
-    layers = []
-    for i in range(L + 1):
-        row: dict[str, Any] = {"layer": i}
-        row.update(
-            states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan}
-        )
-        row.update(attn[i] if attn[i] is not None else empty_attn)
-        layers.append(row)
     meta = {
         "batch": B,
         "seq_len": int(masks["token"].shape[1]) if "token" in masks else None,
@@ -435,7 +421,23 @@ def measure(
         "causal": points.causal,
         "model": type(model).__name__,
     }
-    return Measurement(layers=layers, meta=meta, output=output)
+    return Measurement(layers=_rows(states, attn, spectra), meta=meta, output=output)
+
+
+def _rows(states: list[dict[str, float] | None], attn: list[dict[str, Any] | None], spectra: bool | int) -> list[dict[str, Any]]:
+    """One row per layer from the token and attention statistics (NaN where a probe saw nothing)."""
+    empty_attn: dict[str, Any] = {"attn_entropy": math.nan, "attn_entropy_norm": math.nan, "attn_y2": math.nan}
+    if spectra:
+        empty_attn["attn_singular_values"] = None
+    layers = []
+    for i in range(len(states)):
+        row: dict[str, Any] = {"layer": i}
+        row.update(
+            states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan}
+        )
+        row.update(attn[i] if attn[i] is not None else empty_attn)
+        layers.append(row)
+    return layers
 
 
 def grad_norms(model: nn.Module) -> dict[str, float]:
