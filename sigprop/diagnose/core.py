@@ -281,6 +281,11 @@ def _arch_and_effective(target: Target) -> tuple[_archs.Arch | None, Effective |
             meta, rec = recorded_init(config, build)
             model_for_generic = meta
         else:
+            from sigprop.diagnose.formulas import effective_from_config
+
+            fast = effective_from_config(config, arch)  # closed forms: nothing built, nothing imported
+            if fast is not None:
+                return arch, fast, reasons
             meta, rec = recorded_init(config, _archs.builder(arch))
             return arch, effective(meta, config, arch, Reader(rec), model_type), reasons
     else:
@@ -399,19 +404,16 @@ def _t5_bias_note(tgt: Target, arch: Any, eff: Effective, reasons: list[str], no
     """T5's relative position bias: its within-row variance relative to β² ln T (content part)."""
     if arch is None or arch.name != "t5_encoder":
         return
-    import torch
-
     model = tgt.model
     if model is None:
-        meta, rec = recorded_init(tgt.config, _archs.builder(arch))
-        model, reader = meta, Reader(rec)
+        from sigprop.diagnose.formulas import t5_relative_bias_variance
+
+        var = t5_relative_bias_variance(tgt.config)
     else:
-        reader = Reader()
-    blocks = layers_of(model, arch)
-    rel = getattr(blocks[0].layer[0].SelfAttention, "relative_attention_bias", None)
-    if not isinstance(rel, torch.nn.Module):
-        return
-    var = reader.ms(rel.weight)
+        rel = getattr(layers_of(model, arch)[0].layer[0].SelfAttention, "relative_attention_bias", None)
+        if rel is None:
+            return
+        var = Reader().ms(rel.weight)
     content = float(np.mean(eff.beta_unit)) ** 2
     ratio = var / content if content > 0 else math.inf
     text = (f"relative position bias: within-row logit variance {var:.3g}, {ratio:.1%} of the content part β² ln T = "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,7 @@ def _from_path(p: Path, overrides: dict[str, Any], depth: int | None) -> Target:
 def resolve(target: Any, overrides: dict[str, Any] | None = None, depth: int | None = None) -> Target:
     """Resolve ``target`` (see module docstring); bad targets raise ``ValueError`` with one line."""
     overrides = dict(overrides or {})
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the environment
-        torch = None  # type: ignore[assignment]
+    torch = sys.modules.get("torch")  # a torch module exists only if torch was imported: no import needed here
     if torch is not None and isinstance(target, torch.nn.Module):
         if overrides or depth is not None:
             raise ValueError("overrides and depth apply to configs, not to a built model")

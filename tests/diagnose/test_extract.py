@@ -90,3 +90,22 @@ def test_big_config_allocates_nothing():
     assert d.spec.width == 4096 and d.spec.depth == 32
     assert d.spec.beta == pytest.approx(0.02**2 * 4096 / math.sqrt(math.log(2048)), rel=1e-9)  # 0.59
     assert d.support == "approximate" and any("RoPE" in r for r in d.reasons)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_closed_forms_match_recorded_init(name):
+    """The fast path's closed-form init variances (sigprop.diagnose.formulas) equal the distributions the
+    model's own _init_weights uses (recorded on the meta device) for every built-in family."""
+    from sigprop.diagnose.formulas import effective_from_config
+
+    cfg = CONFIGS[name]
+    arch = archs.arch_for(cfg.model_type)
+    fast = effective_from_config(cfg, arch)
+    assert fast is not None
+    meta, rec = recorded_init(cfg, archs.builder(arch))
+    slow = effective(meta, cfg, arch, Reader(rec), cfg.model_type)
+    for field in ("beta_unit", "sigma_v2", "sigma_bv2", "sigma_w2", "sigma_w2_out", "sigma_b2"):
+        np.testing.assert_allclose(getattr(fast, field), getattr(slow, field), rtol=1e-9, atol=1e-15, err_msg=field)
+    assert (fast.q0, fast.p0, fast.embed_norm) == pytest.approx((slow.q0, slow.p0, slow.embed_norm), rel=1e-9)
+    assert (fast.width, fast.heads, fast.kv_heads, fast.head_dim, fast.inner, fast.d_ff, fast.depth, fast.logit_scale) == \
+        (slow.width, slow.heads, slow.kv_heads, slow.head_dim, slow.inner, slow.d_ff, slow.depth, pytest.approx(slow.logit_scale))
