@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sigprop.spec import Spec, beta_from_std, std_from_beta
+from sigprop.spec import ACTIVATIONS, BLOCKS, GATED, NORM_TYPES, Spec, beta_from_std, recipe, std_from_beta
 
 # --------------------------------------------------------------------------- validation
 
@@ -185,3 +187,71 @@ def test_init_std_qk_matches_conversion():
 def test_conversion_errors(call):
     with pytest.raises(ValueError):
         call()
+
+
+# --------------------------------------------------------------------------- fuzz: fields for real architectures
+
+_FINITE_POS = st.floats(1e-6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def _real_arch(draw):
+    heads = draw(st.sampled_from([1, 2, 4, 8, 16]))
+    kv = draw(st.none() | st.sampled_from([k for k in (1, 2, 4, 8, 16) if heads % k == 0]))
+    name = draw(st.sampled_from(ACTIVATIONS + tuple(GATED)))
+    return dict(
+        heads=heads, width=64 * heads, kv_heads=kv,
+        activation=draw(st.sampled_from([name, name.upper(), name.title()])),
+        block=draw(st.sampled_from(BLOCKS)), norm_type=draw(st.sampled_from(NORM_TYPES)),
+        norm=draw(st.sampled_from(["post", "pre"])),
+        rope_fraction=draw(st.floats(0.0, 1.0)), rope_theta=draw(st.floats(1.0, 1e12)),
+        window=draw(st.none() | st.integers(1, 10**15)), sigma_w2_out=draw(st.none() | _FINITE_POS),
+        q0=draw(_FINITE_POS), causal=draw(st.booleans()),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(kw=_real_arch())
+def test_fuzz_real_architecture_fields_construct(kw):
+    s = Spec(**kw)
+    assert s.activation == kw["activation"].lower() and s.gated == (s.activation in GATED)
+    assert (s.block, s.norm_type, s.window, s.kv_heads) == (kw["block"], kw["norm_type"], kw["window"], kw["kv_heads"])
+    assert s.rope_fraction == kw["rope_fraction"] and s.rope_theta == kw["rope_theta"]
+    assert s.n_kv_heads == (kw["kv_heads"] or kw["heads"]) and s.heads % s.n_kv_heads == 0
+    assert s.w2_out == (kw["sigma_w2_out"] if kw["sigma_w2_out"] is not None else s.sigma_w2)
+    assert math.isfinite(s.w2_out) and s.w2_out > 0 and math.isfinite(s.q0) and s.q0 > 0
+    assert Spec(**json.loads(json.dumps(s.to_dict()))) == s  # JSON round trip
+    subs = recipe(s)
+    assert [b for sub in subs for b in sub.branches] == ["attn", "mlp"]
+    assert len(subs) == (1 if s.block == "parallel" else 2)
+    assert all(sub.norm_in == (s.norm == "pre") and sub.norm_out == (s.norm == "post") for sub in subs)
+
+
+_NOT_FINITE = st.sampled_from([float("nan"), float("inf"), -float("inf")])
+
+
+def _bad_text(allowed):
+    return st.text(min_size=0, max_size=12).filter(lambda t: t.lower() not in allowed and t not in allowed)
+
+
+_BAD = {
+    "rope_fraction": st.floats(max_value=-1e-9, allow_nan=False) | st.floats(min_value=1.0 + 1e-9) | _NOT_FINITE
+    | st.just(True) | st.just("0.5"),
+    "rope_theta": st.floats(max_value=1.0 - 1e-9, allow_nan=False) | st.floats(min_value=1.01e12) | _NOT_FINITE,
+    "kv_heads": st.integers(max_value=0) | st.integers(min_value=9) | st.sampled_from([3, 5, 6, 7, 2.0, True, "2"]),
+    "window": st.integers(max_value=0) | st.sampled_from([2.5, True, "8", 10**16]),
+    "sigma_w2_out": st.floats(max_value=0.0, allow_nan=False) | _NOT_FINITE | st.just("x"),
+    "q0": st.floats(max_value=0.0, allow_nan=False) | _NOT_FINITE,
+    "block": _bad_text(BLOCKS),
+    "norm_type": _bad_text(NORM_TYPES),
+    "activation": _bad_text(ACTIVATIONS + tuple(GATED)),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), field=st.sampled_from(sorted(_BAD)))
+def test_fuzz_out_of_domain_values_name_the_field(data, field):
+    value = data.draw(_BAD[field])
+    with pytest.raises(ValueError) as ei:
+        Spec(heads=8, width=512, **{field: value})  # kv_heads must divide 8: 3, 5, 6, 7 and ≥ 9 do not
+    assert str(ei.value).startswith(field), str(ei.value)

@@ -8,34 +8,17 @@ from typing import Annotated
 
 import typer
 
-from sigprop.commands.common import (
-    Activation,
-    AlphaMLP,
-    Attention,
-    AttentionO,
-    Causal,
-    Depth,
-    Format,
-    FormatO,
-    Norm,
-    NormO,
-    Rho0,
-    SeqLen,
-    SigmaB2,
-    SigmaBV2,
-    SigmaV2,
-    SigmaW2,
-    build_spec,
-    dumps,
-    parse_range,
-)
+from sigprop.commands.common import Format, FormatO, dumps, parse_range
+from sigprop.commands.options import spec_options
+from sigprop.spec import Spec
 
-G = "Architecture (docs/theory.md §1 conventions)"
 R = "Training"
 S = "Sweep"
 
 
+@spec_options(exclude=("beta", "qk_std", "alpha_sa"), depth=2, seq_len=64, width=128)
 def sweep_cmd(
+    spec: Spec,
     beta_range: Annotated[tuple[float, float, int] | None, typer.Option("--beta-range", help="β grid: LO HI N (linspace)", rich_help_panel=S)] = None,
     alpha_range: Annotated[tuple[float, float, int] | None, typer.Option("--alpha-range", help="α_SA grid: LO HI N (linspace)", rich_help_panel=S)] = None,
     out: Annotated[Path, typer.Option("--out", help="sweep folder: points/<key>.json, sweep.json, sweep.png", rich_help_panel=S)] = Path("sigprop-sweep"),
@@ -54,11 +37,6 @@ def sweep_cmd(
     n_stories: Annotated[int | None, typer.Option("--n-stories", help="synthetic corpus size (stories)", rich_help_panel=R)] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda", rich_help_panel=R)] = "cpu",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar over points (stderr)", rich_help_panel=R)] = True,
-    depth: Depth = 2, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
-    activation: Activation = "relu", alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2,
-    sigma_b2: SigmaB2 = 4e-4, sigma_bv2: SigmaBV2 = None, seq_len: SeqLen = 64, rho0: Rho0 = 0.03, causal: Causal = False,
-    width: Annotated[int, typer.Option("--width", "-d", help="model width d", rich_help_panel=G)] = 128,
-    heads: Annotated[int, typer.Option("--heads", help="attention heads", rich_help_panel=G)] = 1,
     fmt: FormatO = Format.text,
 ) -> None:
     """Train every (β, α_SA) grid point; write per-point files, sweep.json (agreement) and sweep.png."""
@@ -70,10 +48,7 @@ def sweep_cmd(
         alphas = parse_range("--alpha-range", alpha_range, (0.0, 2.0, 3))
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be ≥ 1; got {workers}")
-        spec = build_spec(depth=depth, norm=norm, attention=attention, activation=activation, beta=1.0, qk_std=None,
-                          alpha_sa=1.0, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2, sigma_v2=sigma_v2, sigma_b2=sigma_b2, sigma_bv2=sigma_bv2,
-                          seq_len=seq_len, rho0=rho0, causal=causal, width=width, heads=heads)
-        config = TrainConfig(corpus=corpus, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
+        config = TrainConfig(corpus=corpus, steps=steps, batch_size=batch_size, seq_len=spec.seq_len, lr=lr, seed=seed,
                              vocab_size=vocab_size, eval_rows=eval_rows, n_stories=n_stories, device=device)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

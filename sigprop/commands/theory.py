@@ -11,33 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sigprop.commands.common import (
-    Activation,
-    AlphaMLP,
-    AlphaSA,
-    Asymptotic,
-    Attention,
-    AttentionO,
-    Beta,
-    Causal,
-    Depth,
-    Format,
-    FormatO,
-    Norm,
-    NormO,
-    QKStd,
-    Rho0,
-    SeqLen,
-    SigmaB2,
-    SigmaBV2,
-    SigmaV2,
-    SigmaW2,
-    build_spec,
-    dumps,
-    parse_range,
-    write_atomic,
-)
+from sigprop.commands.common import Asymptotic, Format, FormatO, dumps, parse_range, write_atomic
+from sigprop.commands.options import spec_options
 from sigprop.progress import bar
+from sigprop.spec import Spec
 
 console = Console()
 
@@ -87,18 +64,12 @@ def rem_cmd(
 LONG_DEPTH = 2000
 
 
-def propagate_cmd(
-    depth: Depth = 12, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
-    activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
-    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4,
-    sigma_bv2: SigmaBV2 = None, seq_len: SeqLen = 512, rho0: Rho0 = 0.03, causal: Causal = False, asymptotic: Asymptotic = False,
-    fmt: FormatO = Format.text,
-) -> None:
+@spec_options()
+def propagate_cmd(spec: Spec, asymptotic: Asymptotic = False, fmt: FormatO = Format.text) -> None:
     """Per-layer theory: ρ_ℓ, q_ℓ, Y²_ℓ, attention entropy, β_c(ρ_{ℓ−1})."""
     from sigprop.diagram import verdict
     from sigprop.theory.propagate import propagate
 
-    spec = build_spec(**locals())
     show = fmt != Format.json and spec.depth >= LONG_DEPTH
     with bar(show, "propagating blocks", spec.depth) as b:
         pr = propagate(spec, finite_T=not asymptotic, progress=(lambda ell, L: b.advance()) if show else None)
@@ -129,12 +100,11 @@ def propagate_cmd(
     console.print("run `sigprop diagram` with the same options for the recommended point.")
 
 
+@spec_options()
 def diagram_cmd(
+    spec: Spec,
     out: Annotated[Path, typer.Option("--out", help="output folder for diagram.png and diagram.json")] = Path("sigprop-out"),
-    depth: Depth = 12, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
-    activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
-    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4,
-    sigma_bv2: SigmaBV2 = None, seq_len: SeqLen = 512, rho0: Rho0 = 0.03, causal: Causal = False, asymptotic: Asymptotic = False,
+    asymptotic: Asymptotic = False,
     beta_range: Annotated[tuple[float, float, int], typer.Option("--beta-range", help="lo hi n")] = (0.05, 4.0, 120),
     alpha_range: Annotated[tuple[float, float, int], typer.Option("--alpha-range", help="lo hi n")] = (0.0, 3.0, 120),
     eps: Annotated[float, typer.Option("--eps", help="rank collapse if ρ_L ≥ 1 − eps")] = 0.01,
@@ -146,7 +116,6 @@ def diagram_cmd(
     from sigprop import diagram as dg
     from sigprop.plot import plot_diagram, savefig_atomic
 
-    spec = build_spec(**locals())
     betas = parse_range("--beta-range", beta_range, (0.05, 4.0, 120))
     alphas = parse_range("--alpha-range", alpha_range, (0.0, 3.0, 120))
     for name, v in (("--beta-range", betas), ("--alpha-range", alphas)):

@@ -13,35 +13,16 @@ from typing import Annotated
 
 import typer
 
-from sigprop.commands.common import (
-    Activation,
-    AlphaMLP,
-    AlphaSA,
-    Attention,
-    AttentionO,
-    Beta,
-    Causal,
-    Depth,
-    Format,
-    FormatO,
-    Norm,
-    NormO,
-    QKStd,
-    Rho0,
-    SeqLen,
-    SigmaB2,
-    SigmaBV2,
-    SigmaV2,
-    SigmaW2,
-    build_spec,
-    dumps,
-)
+from sigprop.commands.common import Format, FormatO, dumps
+from sigprop.commands.options import spec_options
+from sigprop.spec import Spec
 
-G = "Architecture (docs/theory.md §1 conventions)"
 R = "Training"
 
 
+@spec_options(depth=2, seq_len=64, width=128)
 def train_cmd(
+    spec: Spec,
     out: Annotated[Path, typer.Option("--out", help="run folder: metrics.jsonl, summary.json, checkpoint.pt", rich_help_panel=R)] = Path("sigprop-run"),
     corpus: Annotated[str, typer.Option("--corpus", help="synthetic | fortunes | PATH (text file or folder) | hf:NAME[:CONFIG]", rich_help_panel=R)] = "synthetic",
     steps: Annotated[int, typer.Option("--steps", help="optimiser steps", rich_help_panel=R)] = 1000,
@@ -65,26 +46,13 @@ def train_cmd(
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads", rich_help_panel=R)] = 2,
     n_stories: Annotated[int | None, typer.Option("--n-stories", help="synthetic corpus size (stories)", rich_help_panel=R)] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar on stderr", rich_help_panel=R)] = True,
-    depth: Depth = 2, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
-    activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
-    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4, sigma_bv2: SigmaBV2 = None,
-    seq_len: SeqLen = 64, rho0: Rho0 = 0.03, causal: Causal = False,
-    width: Annotated[int, typer.Option("--width", "-d", help="model width d", rich_help_panel=G)] = 128,
-    heads: Annotated[int, typer.Option("--heads", help="attention heads", rich_help_panel=G)] = 1,
-    mlp_ratio: Annotated[float, typer.Option("--mlp-ratio", help="MLP hidden width / d", rich_help_panel=G)] = 1.0,
     fmt: FormatO = Format.text,
 ) -> None:
     """Train the twin (masked-LM encoder, or next-token decoder with --causal) and log collapse probes."""
     from sigprop.train import TrainConfig, train
 
-    spec = build_spec(depth=depth, norm=norm, attention=attention, activation=activation, beta=beta, qk_std=qk_std,
-                      alpha_sa=alpha_sa, alpha_mlp=alpha_mlp, sigma_w2=sigma_w2, sigma_v2=sigma_v2,
-                      sigma_b2=sigma_b2, sigma_bv2=sigma_bv2, seq_len=seq_len, rho0=rho0, causal=causal, width=width,
-                      heads=heads)
-    if mlp_ratio != 1.0:
-        spec = spec.replace(mlp_ratio=mlp_ratio)
     config = TrainConfig(
-        corpus=corpus, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, warmup=warmup,
+        corpus=corpus, steps=steps, batch_size=batch_size, seq_len=spec.seq_len, lr=lr, warmup=warmup,
         weight_decay=weight_decay, grad_clip=grad_clip or None, seed=seed, vocab_size=vocab_size,
         mlm_probability=mlm_probability, dropout=dropout, emb_std=emb_std, pos_std=pos_std,
         freeze_uniform_attention=freeze_uniform_attention, eval_every=eval_every, eval_rows=eval_rows,

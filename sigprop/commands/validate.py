@@ -9,41 +9,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sigprop.commands.common import (
-    Activation,
-    AlphaMLP,
-    AlphaSA,
-    Attention,
-    AttentionO,
-    Beta,
-    Causal,
-    Depth,
-    Format,
-    FormatO,
-    Norm,
-    NormO,
-    QKStd,
-    Rho0,
-    SeqLen,
-    SigmaB2,
-    SigmaBV2,
-    SigmaV2,
-    SigmaW2,
-    build_spec,
-    dumps,
-)
+from sigprop.commands.common import Format, FormatO, dumps
+from sigprop.commands.options import spec_options
+from sigprop.spec import Spec
 
 console = Console()
 
 
+@spec_options(seq_len=256, rho0=0.2, width=256)
 def validate_cmd(
+    spec: Spec,
     out: Annotated[Path, typer.Option("--out", help="output folder for validation.json and validation.png")] = Path("sigprop-out"),
-    depth: Depth = 12, norm: NormO = Norm.post, attention: AttentionO = Attention.softmax,
-    activation: Activation = "relu", beta: Beta = 1.0, qk_std: QKStd = None, alpha_sa: AlphaSA = 1.0,
-    alpha_mlp: AlphaMLP = 1.0, sigma_w2: SigmaW2 = 0.2, sigma_v2: SigmaV2 = 0.2, sigma_b2: SigmaB2 = 4e-4, sigma_bv2: SigmaBV2 = None,
-    seq_len: SeqLen = 256, rho0: Rho0 = 0.2, causal: Causal = False,
-    width: Annotated[int, typer.Option("--width", "-d", help="model width d of the torch twins")] = 256,
-    heads: Annotated[int, typer.Option("--heads", help="attention heads (divides d)")] = 1,
     seeds: Annotated[int, typer.Option("--seeds", help="fresh models per point")] = 3,
     batch: Annotated[int, typer.Option("--batch", help="input sequences per model")] = 1,
     last_k: Annotated[int | None, typer.Option("--last-k", help="statistics over the last k tokens only (decoders)")] = None,
@@ -52,15 +28,13 @@ def validate_cmd(
     """Theory vs measurement, layer by layer, on fresh PyTorch twins fed Gaussian tokens of cosine ρ₀."""
     from sigprop.validate import validate
 
+    width = spec.width
     if width < 2:
         raise ValueError(f"--width must be ≥ 2; got {width}")
-    if heads < 1 or width % heads:
-        raise ValueError(f"--heads must divide --width; got heads={heads}, width={width}")
     if not 1 <= seeds <= 100:
         raise ValueError(f"--seeds must be in [1, 100]; got {seeds}")
     if not 1 <= batch <= 1024:
         raise ValueError(f"--batch must be in [1, 1024]; got {batch}")
-    spec = build_spec(**locals())
     if fmt != Format.json:  # validate's defaults are smaller than diagram's (T=512, ρ₀=0.03): say which ones ran
         console.print(f"settings: T={spec.seq_len}, ρ₀={spec.rho0:g}, d={width}, L={spec.depth}, {seeds} seeds "
                       "(validate's defaults T=256, ρ₀=0.2 keep the torch twins fast; diagram's are T=512, ρ₀=0.03)")

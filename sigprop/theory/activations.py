@@ -10,6 +10,14 @@ Closed forms are used where they exist (ReLU: arc-cosine kernel; erf; identity).
 GELU, SiLU, tanh, or a user's vectorised callable — goes through a 2-D polar Gauss–Legendre rule evaluated on a
 table over the angle θ = arccos c for each distinct q₁, then interpolated with a cubic spline in θ.
 A diagram therefore costs one small table per distinct q₁, never one ``dblquad`` per point.
+
+Gated MLPs (``swiglu``, ``geglu``: ``h = φ(g) ⊙ u`` with independent gate and up projections g, u of the
+same variance q₁ and correlation c) have the exact product kernel
+
+    K₁₁ᵍ(q₁)    = E[φ(g)² u²]        = K₁₁^φ(q₁) · q₁,
+    K₁₂ᵍ(q₁, c) = E[φ(g)u φ(g')u']   = K₁₂^φ(q₁, c) · c q₁,
+
+because (g, g') and (u, u') are independent Gaussian pairs (:class:`GatedActivation`).
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ import numpy as np
 from scipy import special
 from scipy.interpolate import CubicSpline
 
-from sigprop.spec import ACTIVATIONS
+from sigprop.spec import ACTIVATIONS, GATED
 
-NAMES = ACTIVATIONS  # the names live in the spec (one place)
+#: every MLP name the theory knows: plain activations, then gated units (the names live in the spec)
+NAMES = ACTIVATIONS + tuple(GATED)
 
 #: Nodes of the θ-table (θ = arccos c ∈ [0, π]).
 THETA_NODES = 385
@@ -94,9 +103,9 @@ class Activation:
             shape = np.broadcast_shapes(q1.shape, c.shape)
             return np.full(shape, k11), k12.reshape(shape)
         if self.closed_form and not force_quadrature:
-            k11, k12 = _CLOSED[self.name]
+            f11, f12 = _CLOSED[self.name]
             shape = np.broadcast_shapes(q1.shape, c.shape)
-            return np.broadcast_to(k11(q1), shape).astype(float), np.broadcast_to(k12(q1, c), shape).astype(float)
+            return np.broadcast_to(f11(q1), shape).astype(float), np.broadcast_to(f12(q1, c), shape).astype(float)
         return _quadrature_kernel(self, q1, c)
 
 
@@ -113,12 +122,50 @@ class Activation:
         return k11, out
 
 
-def get(activation: str | Callable[[np.ndarray], np.ndarray] | Activation) -> Activation:
-    """The :class:`Activation` for a name in :data:`NAMES`, a vectorised callable, or an Activation."""
-    if isinstance(activation, Activation):
+@dataclass(frozen=True)
+class GatedActivation:
+    """A gated unit ``h = φ(g) ⊙ u`` (``swiglu``: φ = SiLU, ``geglu``: φ = GELU) with its Gaussian kernel.
+
+    The gate ``g = W_g x + b_g`` and the up projection ``u = W_u x + b_u`` have independent weights of the
+    same variance, so for two tokens ``(g, g')`` and ``(u, u')`` are independent Gaussian pairs with the
+    same variance q₁ and correlation c, and the kernel factorises exactly:
+    ``E[h²] = K₁₁^φ(q₁) q₁`` and ``E[h h'] = K₁₂^φ(q₁, c) c q₁`` (K^φ: the gate's kernel, :class:`Activation`).
+    """
+
+    name: str
+    gate: Activation
+
+    @property
+    def closed_form(self) -> bool:
+        return self.gate.closed_form
+
+    def kernel(self, q1, c, *, force_quadrature: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[h²], E[h h'])`` for pre-activation variance q₁ and correlation ``c`` (arrays broadcast)."""
+        k11, k12 = self.gate.kernel(q1, c, force_quadrature=force_quadrature)  # checks q₁ and c
+        q1 = np.asarray(q1, dtype=float)
+        c = np.clip(np.asarray(c, dtype=float), -1.0, 1.0)
+        return k11 * q1, k12 * (c * q1)
+
+    def _dense_kernel(self, q1: float, c: np.ndarray) -> tuple[float, np.ndarray]:
+        """Dense-table lookup (as :meth:`Activation._dense_kernel`) times the up projection's overlap."""
+        k11, k12 = self.gate._dense_kernel(q1, c)
+        k12 *= c
+        k12 *= q1
+        return k11 * q1, k12
+
+
+AnyActivation = Activation | GatedActivation
+
+
+def get(activation: str | Callable[[np.ndarray], np.ndarray] | AnyActivation) -> AnyActivation:
+    """The kernel object for a name in :data:`NAMES` (a gated name gives a :class:`GatedActivation`), a
+    vectorised callable, or an :class:`Activation` / :class:`GatedActivation` (returned as is)."""
+    if isinstance(activation, (Activation, GatedActivation)):
         return activation
     if isinstance(activation, str):
         key = activation.lower()
+        if key in GATED:
+            return GatedActivation(key, _named(GATED[key]))
         if key not in _FUNCS:
             raise ValueError(f"activation must be one of {NAMES} or a callable; got {activation!r}")
         return _named(key)
@@ -245,24 +292,30 @@ def _quadrature_kernel(act: Activation, q1: np.ndarray, c: np.ndarray) -> tuple[
     return k11, k12
 
 
-def mlp_map(activation, q, p, sigma_w2, sigma_b2) -> tuple[np.ndarray, np.ndarray]:
-    """Mean-field map of ``W₂ φ(W₁x + b₁) + b₂`` on tokens with overlaps (q, p) (docs/theory.md §3.3).
+def mlp_map(activation, q, p, sigma_w2, sigma_b2, sigma_w2_out=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-field map of the MLP on tokens with overlaps (q, p) (docs/theory.md §3.3).
 
-    ``W_i ~ N(0, σ_w²/fan_in)``, biases ``N(0, σ_b²)``:
-    ``q₁ = σ_w² q + σ_b²``, ``p₁ = σ_w² p + σ_b²``, then
-    ``q₂ = σ_b² + σ_w² E[φ(u₁)²]`` and ``p₂ = σ_b² + σ_w² E[φ(u₁)φ(u₂)]``.
+    Plain: ``W₂ φ(W₁x + b₁) + b₂``; gated (``swiglu``, ``geglu``): ``W₂ (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b₂``.
+    Input weights ``W₁, W_g, W_u ~ N(0, σ_w²/d)``, output weights ``W₂ ~ N(0, σ_w,out²/d_ff)``
+    (``sigma_w2_out=None``: σ_w,out² = σ_w²), biases ``N(0, σ_b²)``. With
+    ``q₁ = σ_w² q + σ_b²`` and ``p₁ = σ_w² p + σ_b²`` (c = p₁/q₁):
+
+    * plain: ``q₂ = σ_b² + σ_w,out² E[φ(u₁)²]``, ``p₂ = σ_b² + σ_w,out² E[φ(u₁)φ(u₂)]``;
+    * gated: ``q₂ = σ_b² + σ_w,out² K₁₁^φ(q₁) q₁``, ``p₂ = σ_b² + σ_w,out² K₁₂^φ(q₁, c) p₁`` (exact: gate and
+      up projections are independent, :class:`GatedActivation`).
     """
     act = get(activation)
+    w_out = sigma_w2 if sigma_w2_out is None else sigma_w2_out
     q1 = sigma_w2 * np.asarray(q, dtype=float) + sigma_b2
     p1 = sigma_w2 * np.asarray(p, dtype=float) + sigma_b2
     if q1.ndim == 0 and p1.size >= FAST_MIN_SIZE and q1 > 0:  # one q₁ for the whole grid (after a LayerNorm)
         c = p1 * (1.0 / float(q1))
         np.clip(c, -1.0, 1.0, out=c)
-        k11, k12 = act._dense_kernel(float(q1), c)
-        k12 *= sigma_w2
-        k12 += sigma_b2
-        return sigma_b2 + sigma_w2 * k11, k12
+        d11, d12 = act._dense_kernel(float(q1), c)
+        d12 *= w_out
+        d12 += sigma_b2
+        return sigma_b2 + w_out * d11, d12
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.where(q1 > 0, p1 / np.where(q1 > 0, q1, 1.0), 1.0)
     k11, k12 = act.kernel(q1, np.clip(c, -1.0, 1.0))
-    return sigma_b2 + sigma_w2 * k11, sigma_b2 + sigma_w2 * k12
+    return sigma_b2 + w_out * k11, sigma_b2 + w_out * k12

@@ -237,3 +237,149 @@ def test_fuzz_mlp_map_finite_and_ordered(q, rho, sw2, sb2, name):
     assert q2 >= sb2 - 1e-12
     # |K12| ≤ K11 (Cauchy–Schwarz), up to the quadrature/spline accuracy
     assert abs(p2 - sb2) <= (q2 - sb2) * (1 + 1e-5) + 1e-12
+
+
+# --------------------------------------------------------------------------- gated MLPs, output scale σ_w,out²
+
+
+def _gated_mc(name, q, c, sw2, sb2, sw2_out, *, d=128, d_ff=8192, d_out=256, nets=12, seed=0):
+    """Monte Carlo of a random MLP on two fixed tokens with ``|x|²/d = q`` and ``x·x'/d = c q``: gated
+    ``W₂ (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b₂`` for a name in GATED, plain ``W₂ φ(W₁ x + b₁) + b₂`` otherwise.
+
+    Returns two estimates of ``(q₂, p₂)``, each as (mean over ``nets`` networks, standard error of that mean):
+    ``full``: ``(|y|²/d_out, y·y'/d_out)`` of the sampled output layer; ``hidden``: its expectation over W₂, b₂
+    given the hidden layer, ``σ_w,out² h·h'/d_ff + σ_b²`` (the same quantity without the output-layer noise, so
+    a sharper check of the hidden layer, which is where the gate's product kernel lives)."""
+    rng = np.random.default_rng(seed)
+    a, b = np.linalg.qr(rng.standard_normal((d, 2)))[0].T
+    X = math.sqrt(q * d) * np.stack([a, c * a + math.sqrt(1 - c * c) * b])  # (2, d)
+
+    def proj():
+        return X @ (rng.standard_normal((d, d_ff)) * math.sqrt(sw2 / d)) + rng.standard_normal(d_ff) * math.sqrt(sb2)
+
+    phi = A.get(name).gate.fn if name in A.GATED else A.get(name).fn
+    full, hidden = [], []
+    for _ in range(nets):
+        h = phi(proj())
+        if name in A.GATED:
+            h = h * proj()
+        hidden.append([sw2_out * h[0] @ h[0] / d_ff + sb2, sw2_out * h[0] @ h[1] / d_ff + sb2])
+        w2 = rng.standard_normal((d_ff, d_out)) * math.sqrt(sw2_out / d_ff)
+        y = h @ w2 + rng.standard_normal(d_out) * math.sqrt(sb2)
+        full.append([y[0] @ y[0] / d_out, y[0] @ y[1] / d_out])
+    out = {}
+    for key, v in (("full", np.array(full)), ("hidden", np.array(hidden))):
+        out[key] = (v.mean(axis=0), v.std(axis=0, ddof=1) / math.sqrt(nets))
+    return out
+
+
+_MC_CASES = [
+    ("swiglu", 1.0, 0.0, 1.0, 0.5),
+    ("swiglu", 2.0, 0.1, 0.5, -0.3),
+    ("geglu", 1.5, 0.02, 2.0, 0.8),
+    ("geglu", 0.5, 0.0, 1.0, 0.0),
+    ("relu", 2.0, 0.05, 0.7, 0.4),  # plain MLP with its own output scale
+]
+
+
+def _check_mc(case, seed, nets, se_bound):
+    name, sw2, sb2, sw2_out, c = case
+    q = 1.3
+    q2, p2 = (float(v) for v in A.mlp_map(name, q, c * q, sw2, sb2, sw2_out))
+    mc = _gated_mc(name, q, c, sw2, sb2, sw2_out, nets=nets, seed=seed)
+    for key, (mean, se) in mc.items():
+        assert abs(mean[0] - q2) <= 5 * se[0], (key, mean[0], q2, se[0])
+        assert abs(mean[1] - p2) <= 5 * se[1] + 1e-12, (key, mean[1], p2, se[1])
+    mean, se = mc["hidden"]
+    assert se[0] <= se_bound * q2  # the sharp estimate really is as sharp as claimed
+    # and the check has teeth: dropping the up projection (the plain map of the gate) is far outside
+    if name in A.GATED:
+        q2_plain, _ = A.mlp_map(A.GATED[name], q, c * q, sw2, sb2, sw2_out)
+        assert abs(mean[0] - float(q2_plain)) > 5 * se[0]
+
+
+@pytest.mark.parametrize("i", range(len(_MC_CASES)))
+def test_mlp_map_vs_monte_carlo_network(i):
+    # 12 independent networks (d = 128, d_ff = 8192, d_out = 256): the closed form must lie within 5 standard
+    # errors of the mean over networks, for both estimates (the finite-width bias is O(1/d_ff) relative, far
+    # below one standard error). The hidden-layer estimate has a relative SE of about 1.5% (gated: the
+    # product φ(g)u is heavy-tailed), so this catches errors of ~8% and more, e.g. a missing q₁ factor.
+    _check_mc(_MC_CASES[i], seed=i, nets=12, se_bound=0.025)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", range(len(_MC_CASES)))
+def test_mlp_map_vs_monte_carlo_network_large(i):
+    # 96 networks: relative SE ≈ 0.5%, tolerance ≈ 2.5%
+    _check_mc(_MC_CASES[i], seed=100 + i, nets=96, se_bound=0.007)
+
+
+def _silu_scalar(x):
+    return x / (1.0 + math.exp(-x))
+
+
+@pytest.mark.parametrize("name, fn", [("swiglu", _silu_scalar), ("geglu", _gelu_scalar)])
+@pytest.mark.parametrize("q1, c", [(0.3, 0.4), (1.0, -0.7), (2.5, 0.97)])
+def test_gated_kernel_is_the_product_kernel(name, fn, q1, c):
+    # independent oracle: the gate's kernel by scipy dblquad times the up projection's Gaussian overlap
+    k11, k12 = A.get(name).kernel(q1, c)
+    assert float(k11) == pytest.approx(_quad_k11(fn, q1) * q1, abs=1e-6)
+    assert float(k12) == pytest.approx(_dblquad_k12(fn, q1, c) * c * q1, abs=1e-6)
+
+
+def test_gated_names_resolve_to_their_gate():
+    for name, gate in A.GATED.items():
+        act = A.get(name.upper())
+        assert isinstance(act, A.GatedActivation) and act.name == name and act.gate.name == gate
+    assert set(A.NAMES) == set(A.ACTIVATIONS) | set(A.GATED)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "gelu", "swiglu", "geglu"])
+def test_sigma_w2_out_default_and_scaling(name):
+    rho = np.linspace(0.0, 1.0, 7)
+    q2, p2 = A.mlp_map(name, 1.0, rho, SW2, SB2)
+    # None and σ_w,out² = σ_w² are the old map, bit for bit
+    for kw in ({"sigma_w2_out": None}, {"sigma_w2_out": SW2}):
+        q2b, p2b = A.mlp_map(name, 1.0, rho, SW2, SB2, **kw)
+        np.testing.assert_array_equal(np.broadcast_to(q2b, rho.shape), np.broadcast_to(q2, rho.shape))
+        np.testing.assert_array_equal(p2b, p2)
+    # the output scale multiplies the bias-free part only
+    q2o, p2o = A.mlp_map(name, 1.0, rho, SW2, SB2, 3.0 * SW2)
+    np.testing.assert_allclose(np.asarray(q2o) - SB2, 3.0 * (np.asarray(q2) - SB2), rtol=1e-12)
+    np.testing.assert_allclose(p2o - SB2, 3.0 * (p2 - SB2), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["swiglu", "geglu"])
+def test_gated_dense_fast_path_matches_exact(name):
+    rho = np.linspace(-1.0, 1.0, 6001)
+    assert rho.size >= A.FAST_MIN_SIZE
+    q2f, p2f = A.mlp_map(name, np.asarray(1.0), rho, 0.7, 0.01)  # q scalar → dense table
+    parts = [A.mlp_map(name, np.asarray(1.0), r, 0.7, 0.01) for r in np.array_split(rho, 8)]
+    p2e = np.concatenate([pp for _, pp in parts])
+    assert np.asarray(q2f).flat[0] == pytest.approx(np.asarray(parts[0][0]).flat[0], rel=1e-12)
+    assert np.max(np.abs(p2f - p2e)) <= 1e-6 * np.max(np.abs(p2e - 0.01))
+
+
+def test_gated_kernel_small_q_limit():
+    # q₁ → 0: SiLU(g) ≈ g/2 and GELU(g) ≈ g/2, so E[h h'] → (c q₁)² / 4 (exactly the product of two linear kernels)
+    for name in ("swiglu", "geglu"):
+        c = np.array([-0.5, 0.2, 0.9])
+        q1 = 1e-4
+        k11, k12 = A.get(name).kernel(q1, c)
+        np.testing.assert_allclose(k12, (c * q1) ** 2 / 4, rtol=2e-3)
+        assert float(np.asarray(k11).flat[0]) == pytest.approx(q1**2 / 4, rel=2e-3)
+
+
+def test_gated_map_on_a_grid_equals_pointwise():
+    # a diagram grid: arrays of σ_w², σ_w,out² and p broadcast together (several q₁ → one table per q₁)
+    sw2 = np.array([0.2, 1.0, 2.5])[:, None, None]
+    sw2_out = np.array([0.5, 1.5])[None, :, None]
+    p = np.linspace(-0.5, 1.0, 4)
+    q2, p2 = A.mlp_map("swiglu", 1.0, p, sw2, 0.01, sw2_out)
+    shape = np.broadcast_shapes(sw2.shape, sw2_out.shape, p.shape)
+    assert np.shape(p2) == shape
+    for idx in np.ndindex(shape):
+        s, so, pp = (float(np.broadcast_to(v, shape)[idx]) for v in (sw2, sw2_out, p))
+        qa, pa = A.mlp_map("swiglu", 1.0, pp, s, 0.01, so)
+        assert float(np.broadcast_to(q2, shape)[idx]) == pytest.approx(float(qa), rel=1e-12)
+        assert float(np.broadcast_to(p2, shape)[idx]) == pytest.approx(float(pa), rel=1e-9, abs=1e-12)
