@@ -241,3 +241,23 @@ def test_single_wide_head_entropy_measured():
     d = diagnose(cfg, seq_len=Tn, seeds=2, batch=1)
     assert d.spec.beta == pytest.approx(2.27, rel=1e-9) and d.label == "entropy_collapse"
     assert abs(d.measured[1]["attn_entropy_norm"] - d.predicted[1]["attn_entropy_norm"]) <= 0.01
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_centred_attention_hook(family):
+    """Centred attention by hooks: with W_Q = W_K = 0 every row is uniform over the keys it sees, so
+    Σ_s (A_ts − 1/n_t) v_s = 0 exactly — the output projection receives zeros (BERT: separate V; GPT-2: V
+    sliced from the fused c_attn, causal running mean)."""
+    cfg = {"bert": T.BertConfig(hidden_size=64, num_attention_heads=2, intermediate_size=128, num_hidden_layers=2),
+           "gpt2": T.GPT2Config(n_embd=64, n_head=2, n_layer=2)}[family]
+    d = diagnose(cfg, seq_len=16, measure=False)
+    rec = dict(d.recommend(), attention="centred", qk_std=0.0)
+    torch.manual_seed(0)
+    model = (T.BertModel if family == "bert" else T.GPT2Model)(cfg).eval()
+    apply(d, model, rec)
+    o = model.encoder.layer[1].attention.output.dense if family == "bert" else model.h[1].attn.c_proj
+    seen = {}
+    o.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0].detach().clone()))
+    with torch.no_grad():
+        model(input_ids=torch.randint(1, 100, (2, 16)))
+    assert seen["x"].abs().max() < 1e-5
