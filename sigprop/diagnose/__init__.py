@@ -11,6 +11,9 @@ Submodules: :mod:`~sigprop.diagnose.archs` (architecture registry, :func:`regist
 (published configs, offline) and :mod:`~sigprop.diagnose.stream` (block-by-block measurement).
 """
 
+import sys as _sys
+import types as _types
+
 from sigprop.diagnose import checkpoints
 from sigprop.diagnose.archs import Arch, register_arch
 from sigprop.diagnose.core import SUPPORT_LEVELS, Diagnosis, diagnose
@@ -18,7 +21,7 @@ from sigprop.diagnose.core import SUPPORT_LEVELS, Diagnosis, diagnose
 __all__ = ["Arch", "Diagnosis", "SUPPORT_LEVELS", "checkpoints", "diagnose", "register_arch"]
 
 
-class _CallableModule(type(__import__("sys"))):
+class _CallableModule(_types.ModuleType):
     """``sigprop.diagnose`` is this package *and* the function: ``sigprop.diagnose("gpt2")`` calls
     :func:`diagnose`, while ``sigprop.diagnose.checkpoints`` etc. stay reachable as submodules."""
 
@@ -26,4 +29,4 @@ class _CallableModule(type(__import__("sys"))):
         return diagnose(*args, **kwargs)
 
 
-__import__("sys").modules[__name__].__class__ = _CallableModule
+_sys.modules[__name__].__class__ = _CallableModule

@@ -268,7 +268,7 @@ def predicted_rows(spec: Spec) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------ entry point
-def _arch_and_effective(target: Target) -> tuple[_archs.Arch | None, Effective | None, list[str]]:
+def _arch_and_effective(target: Target) -> tuple[_archs.Arch, Effective, list[str]]:
     """Find the architecture and read the effective parameters (recorded init for a config, weights for a
     model). Returns reasons for an unsupported target instead of raising for structural gaps."""
     config, model = target.config, target.model
