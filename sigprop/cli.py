@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import typer
 
-from sigprop.commands import gradients, sweep, theory, train, validate
+from sigprop.commands import diagnose, gradients, sweep, theory, train, validate
 
 try:  # typer ≥ 0.2x vendors click; older typer re-uses the click package
     from typer._click import exceptions as _tce  # type: ignore[attr-defined]
@@ -39,7 +39,7 @@ app = typer.Typer(
 )
 
 #: the command modules, in the order of `sigprop --help` (a test checks every module with a ``register`` is here)
-COMMAND_MODULES = (theory, validate, gradients, train, sweep)
+COMMAND_MODULES = (theory, validate, gradients, train, sweep, diagnose)
 for _mod in COMMAND_MODULES:
     _mod.register(app)
 

@@ -191,11 +191,12 @@ def _selection(token_mask: torch.Tensor, last_k: int | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def token_stats(X: torch.Tensor, sel: torch.Tensor) -> dict[str, float]:
+def token_stats(X: torch.Tensor, sel: torch.Tensor, *, stable_rank: bool = True) -> dict[str, float]:
     """``cosine``, ``rho_gram``, ``q``, ``stable_rank`` of hidden states ``X`` ``(B, T, d)`` over ``sel`` ``(B, T)``.
 
     Computed per sequence in float64, then averaged over the sequences that have ≥ 2 selected tokens
-    (``q`` over those with ≥ 1). NaN if there are none.
+    (``q`` over those with ≥ 1). NaN if there are none. ``stable_rank=False`` skips the eigenvalue
+    problem (``stable_rank`` is then NaN).
     """
     X = X.detach().to(torch.float64)
     d = X.shape[-1]
@@ -216,8 +217,9 @@ def token_stats(X: torch.Tensor, sel: torch.Tensor) -> dict[str, float]:
         inv = diag.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()
         C = G * inv[:, None] * inv[None, :]
         cos.append(((C.sum() - torch.diagonal(C).sum()) / (n * (n - 1))).item())
-        top = torch.linalg.eigvalsh(G)[-1]
-        sr.append((diag.sum() / top).item() if top > 0 else math.nan)
+        if stable_rank:
+            top = torch.linalg.eigvalsh(G)[-1]
+            sr.append((diag.sum() / top).item() if top > 0 else math.nan)
 
     def mean(v: list[float]) -> float:
         return sum(v) / len(v) if v else math.nan
@@ -328,6 +330,8 @@ def measure(
     last_k: int | None = None,
     spectra: bool | int = False,
     no_grad: bool = True,
+    pixel_values: torch.Tensor | None = None,
+    stable_rank: bool = True,
     **forward_kwargs: Any,
 ) -> Measurement:
     """Run ``model`` once with probes attached and return the per-layer :class:`Measurement`.
@@ -336,37 +340,47 @@ def measure(
     statistic; ``last_k`` restricts token pairs and attention query rows to the last k real tokens of each
     sequence (decoder plots, docs/theory.md §7). Hooks never modify activations and are always removed, also when
     the forward raises. Runs under ``torch.no_grad()`` unless ``no_grad=False``; ``Measurement.output`` is
-    the model's return value.
+    the model's return value. Vision models take ``pixel_values`` ``(B, C, H, W)`` instead (every patch
+    token counts; the number of tokens is read from the first block's input). ``stable_rank=False``
+    skips the per-layer eigenvalue problem (NaN in that column).
     """
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if sum(x is not None for x in (input_ids, inputs_embeds, pixel_values)) != 1:
+        raise ValueError("pass exactly one of input_ids, inputs_embeds and pixel_values")
+    if pixel_values is not None and attention_mask is not None:
+        raise ValueError("attention_mask is not used with pixel_values")
     points = hook_points(model)
-    ref = input_ids if input_ids is not None else inputs_embeds
-    B, T = ref.shape[0], ref.shape[1]
-    token_mask = (
-        torch.ones(B, T, dtype=torch.bool, device=ref.device)
-        if attention_mask is None
-        else attention_mask.bool()
-    )
-    sel = _selection(token_mask, last_k)
+    ref = next(x for x in (input_ids, inputs_embeds, pixel_values) if x is not None)
+    B = ref.shape[0]
+    masks: dict[str, torch.Tensor] = {}
+
+    def set_masks(T: int) -> None:
+        token_mask = (torch.ones(B, T, dtype=torch.bool, device=ref.device) if attention_mask is None
+                      else attention_mask.bool())
+        masks["token"], masks["sel"] = token_mask, _selection(token_mask, last_k)
+
+    if pixel_values is None:
+        set_masks(ref.shape[1])
+    # longer than 80 lines: the hooks below are closures over this call's masks and per-layer results
     L = len(points.blocks)
     states: list[dict[str, float] | None] = [None] * (L + 1)
     attn: list[dict[str, Any] | None] = [None] * (L + 1)
 
     def on_input(module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else kwargs.get("hidden_states")
-        states[0] = token_stats(x, sel)
+        if "sel" not in masks:
+            set_masks(x.shape[1])
+        states[0] = token_stats(x, masks["sel"], stable_rank=stable_rank)
 
     def on_block(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
             x = output[0] if isinstance(output, (tuple, list)) else output
-            states[i] = token_stats(x, sel)
+            states[i] = token_stats(x, masks["sel"], stable_rank=stable_rank)
 
         return hook
 
     def on_probs(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            attn[i] = attention_stats(output, sel, token_mask, causal=points.causal, spectra=spectra)
+            attn[i] = attention_stats(output, masks["sel"], masks["token"], causal=points.causal, spectra=spectra)
 
         return hook
 
@@ -379,20 +393,20 @@ def measure(
         for i, probs in enumerate(points.attention_probs, start=1):
             if probs is not None:
                 handles.append(probs.register_forward_hook(on_probs(i)))
-        kwargs = dict(points.forward_kwargs)
-        kwargs.update(forward_kwargs)
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask
-        if input_ids is not None:
-            kwargs["input_ids"] = input_ids
-        else:
-            kwargs["inputs_embeds"] = inputs_embeds
+        kwargs = {**points.forward_kwargs, **forward_kwargs, "attention_mask": attention_mask}
+        if attention_mask is None:
+            del kwargs["attention_mask"]
+        for name, value in (("input_ids", input_ids), ("pixel_values", pixel_values), ("inputs_embeds", inputs_embeds)):
+            if value is not None:
+                kwargs[name] = value
         with torch.no_grad() if no_grad else torch.enable_grad(), _eager_attention(model, points):
             output = model(**kwargs)
             if points.attentions_from_output is not None:
                 for i, A in enumerate(points.attentions_from_output(output), start=1):
                     if A is not None and attn[i] is None:
-                        attn[i] = attention_stats(A, sel, token_mask, causal=points.causal, spectra=spectra)
+                        if "sel" not in masks:
+                            set_masks(A.shape[-1])
+                        attn[i] = attention_stats(A, masks["sel"], masks["token"], causal=points.causal, spectra=spectra)
     finally:
         for h in handles:
             h.remove()
@@ -400,25 +414,30 @@ def measure(
     if points.attentions_from_output is not None and L and all(a is None for a in attn[1:]):
         raise ValueError(f"{type(model).__name__} returned no attention probabilities (attention implementation "
                          f"{_attn_impl(model)!r}); build it with attn_implementation='eager' to probe attention")
-    empty_attn = {"attn_entropy": math.nan, "attn_entropy_norm": math.nan, "attn_y2": math.nan}
+    meta = {
+        "batch": B,
+        "seq_len": int(masks["token"].shape[1]) if "token" in masks else None,
+        "last_k": last_k,
+        "causal": points.causal,
+        "model": type(model).__name__,
+    }
+    return Measurement(layers=_rows(states, attn, spectra), meta=meta, output=output)
+
+
+def _rows(states: list[dict[str, float] | None], attn: list[dict[str, Any] | None], spectra: bool | int) -> list[dict[str, Any]]:
+    """One row per layer from the token and attention statistics (NaN where a probe saw nothing)."""
+    empty_attn: dict[str, Any] = {"attn_entropy": math.nan, "attn_entropy_norm": math.nan, "attn_y2": math.nan}
     if spectra:
         empty_attn["attn_singular_values"] = None
     layers = []
-    for i in range(L + 1):
+    for i in range(len(states)):
         row: dict[str, Any] = {"layer": i}
         row.update(
             states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan}
         )
         row.update(attn[i] if attn[i] is not None else empty_attn)
         layers.append(row)
-    meta = {
-        "batch": B,
-        "seq_len": T,
-        "last_k": last_k,
-        "causal": points.causal,
-        "model": type(model).__name__,
-    }
-    return Measurement(layers=layers, meta=meta, output=output)
+    return layers
 
 
 def grad_norms(model: nn.Module) -> dict[str, float]:

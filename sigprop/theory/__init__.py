@@ -8,9 +8,10 @@ T = ∞ and exact finite-T REM statistics, :mod:`activations` the MLP kernels, :
 """
 
 from sigprop.theory.blocks import attention, block, causal_attention
-from sigprop.theory.propagate import Propagation, propagate, single_layer_cosine
+from sigprop.theory.propagate import Propagation, single_layer_cosine
 from sigprop.theory.rem import REMStats, stats
 from sigprop.theory.rows import RowGeometry, RowStats, geometry, row_stats
 
+# (the function ``propagate`` is ``sigprop.propagate``; here the name stays the module's)
 __all__ = ["Propagation", "REMStats", "RowGeometry", "RowStats", "attention", "block", "causal_attention",
-           "geometry", "propagate", "row_stats", "single_layer_cosine", "stats"]
+           "geometry", "row_stats", "single_layer_cosine", "stats"]

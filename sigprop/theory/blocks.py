@@ -108,20 +108,22 @@ def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: boo
     gap = np.maximum(q - p, 0.0)
     qgap = q * gap if cbar is None else q * np.maximum(q - cbar * p, 0.0)
     b_eff = beta * np.sqrt(qgap)
-    W = window if (window is not None and seq_len is not None and window < seq_len) else None
+    W = window if (seq_len is not None and rows.windowed(int(seq_len), False, window)) else None
     rho = cosine(p, q) if finite_T else None
-    st = rows.row_stats(b_eff, W, seq_len, finite_T=finite_T, rho=rho, entropy=want_entropy)
+    n_row = None if W is None else float(min(W, seq_len))  # a middle row's keys; rows at the ends see fewer
+    st = rows.row_stats(b_eff, n_row, seq_len, finite_T=finite_T, rho=rho, entropy=want_entropy)
     y2, ent = st.y2, st.entropy
     ov: Any = st.overlap if finite_T else 0.0
     inv_n = 0.0
     if finite_T:
-        inv_n = 1.0 / float(seq_len if W is None else W)
-    if W is not None and finite_T:  # rows far apart share fewer than n keys: O = S + S₂ (ov − 1/n)
+        inv_n = 1.0 / float(seq_len)
+    inv_pair = inv_n
+    if W is not None and finite_T:  # rows far apart share fewer keys: O = S + S₂ (ov − 1/n), Y² its 1/n mean
         geo = rows.geometry(int(seq_len), False, W)
-        ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - inv_n)
+        inv_n = float(geo.inv_n[0])
+        y2 = y2 + (inv_n - 1.0 / n_row)
+        ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - 1.0 / n_row)
         inv_pair = float(geo.shared[0, 0])
-    else:
-        inv_pair = inv_n
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
     if kind == "softmax":
         q_out = p + gap * y2

@@ -239,31 +239,33 @@ class RowGeometry:
         return int(self.n.size)
 
 
-def keys_seen(t: np.ndarray, seq_len: int, causal: bool, window: int | None) -> np.ndarray:
-    """Number of keys row t sees: causal ``min(t, W)``; non-causal ``min(T, W)`` (W = ∞ without window)."""
-    W = math.inf if window is None else float(window)
+def _span(t, T: int, causal: bool, window: int | None):
+    """First and last key of rows t: causal ``t − W < s ≤ t``; non-causal the band
+    ``−⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉`` cut at the sequence ends (the torch twin's masks)."""
     t = np.asarray(t, dtype=float)
-    return np.minimum(t, W) if causal else np.full(t.shape, min(float(seq_len), W))
+    if window is None:
+        return (np.ones(t.shape), t) if causal else (np.ones(t.shape), np.full(t.shape, float(T)))
+    if causal:
+        return np.maximum(t - window + 1, 1.0), t
+    return np.maximum(t - (window - 1) // 2, 1.0), np.minimum(t + window // 2, float(T))
+
+
+def windowed(seq_len: int, causal: bool, window: int | None) -> bool:
+    """Whether the window hides keys from some row (causal: W < T; non-causal band: W < 2T − 1)."""
+    return window is not None and window < (seq_len if causal else 2 * seq_len - 1)
+
+
+def keys_seen(t: np.ndarray, seq_len: int, causal: bool, window: int | None) -> np.ndarray:
+    """Number of keys row t sees: causal ``min(t, W)``; non-causal T, or the band of :func:`_span`."""
+    a, b = _span(t, int(seq_len), causal, window)
+    return b - a + 1
 
 
 def _shared_keys(t: np.ndarray, u: np.ndarray, causal: bool, window: int | None, T: int) -> np.ndarray:
     """Keys rows t and u (broadcasting arrays, 1-based positions) both see."""
-    if causal:
-        lo_t = t - (np.inf if window is None else window) + 1
-        lo_u = u - (np.inf if window is None else window) + 1
-        lo = np.maximum(np.maximum(lo_t, lo_u), 1)
-        hi = np.minimum(t, u)
-    else:
-        if window is None or window >= T:
-            return np.full(np.broadcast_shapes(t.shape, u.shape), float(T))
-        # a non-causal window: row t sees the W keys nearest to it, clipped to [1, T]
-        def span(x):
-            a = np.clip(x - (window - 1) // 2, 1, T - window + 1)
-            return a, a + window - 1
-        a_t, b_t = span(t)
-        a_u, b_u = span(u)
-        lo, hi = np.maximum(a_t, a_u), np.minimum(b_t, b_u)
-    return np.maximum(hi - lo + 1, 0).astype(float)
+    a_t, b_t = _span(t, T, causal, window)
+    a_u, b_u = _span(u, T, causal, window)
+    return np.maximum(np.minimum(b_t, b_u) - np.maximum(a_t, a_u) + 1, 0).astype(float)
 
 
 def geometry(seq_len: int, causal: bool = True, window: int | None = None, bins: int | None = None) -> RowGeometry:
@@ -296,8 +298,10 @@ def _geometry(seq_len: int, causal: bool, window: int | None, bins: int) -> RowG
     n_t = [keys_seen(s, T, causal, window) for s in samples]
     inv_n = np.array([np.mean(1.0 / x) for x in n_t])
     rep = np.sqrt(lo * (hi - 1.0)) if causal else np.array([(T + 1) / 2.0])
-    # causal: the geometric-mean row of each bin (its key count has a shipped finite table) clipped by W
-    n_rep = np.minimum(rep, math.inf if window is None else float(window)) if causal else keys_seen(rep, T, False, window)
+    # causal: the geometric-mean row of each bin (its key count has a shipped finite table) clipped by W;
+    # non-causal: a middle row (min(T, W) keys)
+    n_rep = np.minimum(rep, math.inf if window is None else float(window)) if causal else np.array(
+        [float(min(T, window)) if window is not None else float(T)])
     vis = np.zeros((K, K))
     shared = np.zeros((K, K))
     shared2 = np.zeros((K, K))
@@ -333,11 +337,5 @@ def _geometry(seq_len: int, causal: bool, window: int | None, bins: int) -> RowG
 
 def _keys_in(t: np.ndarray, lo: int, hi: int, causal: bool, window: int | None, T: int) -> np.ndarray:
     """Keys of rows t that lie in positions [lo, hi)."""
-    if causal:
-        a = np.maximum(t - (np.inf if window is None else window) + 1, 1)
-        b = t
-    else:
-        W = T if window is None else min(window, T)
-        a = np.clip(t - (W - 1) // 2, 1, T - W + 1)
-        b = a + W - 1
+    a, b = _span(t, T, causal, window)
     return np.maximum(np.minimum(b, hi - 1) - np.maximum(a, lo) + 1, 0).astype(float)

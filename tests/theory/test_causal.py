@@ -130,13 +130,30 @@ def test_window_one_is_identity_attention():
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_window_at_least_T_changes_nothing(causal):
-    base = Spec(depth=4, causal=causal, seq_len=128, beta=np.array([0.5, 2.0]))
+def test_window_covering_every_key_changes_nothing(causal):
+    """Causal: W ≥ T; non-causal band −⌊(W−1)/2⌋ ≤ s − t ≤ ⌈(W−1)/2⌉: W ≥ 2T − 1."""
+    T = 128
+    base = Spec(depth=4, causal=causal, seq_len=T, beta=np.array([0.5, 2.0]))
     a = propagate(base)
-    b = propagate(base.replace(window=128))
-    c = propagate(base.replace(window=10**6))
-    np.testing.assert_allclose(a.rho, b.rho, atol=1e-12)
-    np.testing.assert_allclose(a.rho, c.rho, atol=1e-12)
+    W = T if causal else 2 * T - 1
+    np.testing.assert_allclose(a.rho, propagate(base.replace(window=W)).rho, atol=1e-12)
+    np.testing.assert_allclose(a.rho, propagate(base.replace(window=10**6)).rho, atol=1e-12)
+    if not causal:  # W = T cuts the band of the rows near the ends: less mixing there
+        assert not np.allclose(a.rho, propagate(base.replace(window=T)).rho)
+
+
+@pytest.mark.parametrize("W", [5, 64, 200])
+def test_uniform_band_attention_is_exact(W):
+    """Non-causal band (the twin's mask), β = 0, orthogonal unit tokens: p̄/q̄ = mean m_tτ/(n_t n_τ) / mean 1/n_t."""
+    T = 256
+    t = np.arange(1, T + 1)
+    lo, hi = np.maximum(t - (W - 1) // 2, 1), np.minimum(t + W // 2, T)
+    n = hi - lo + 1
+    m = np.maximum(np.minimum.outer(hi, hi) - np.maximum.outer(lo, lo) + 1, 0)
+    pair = m / np.outer(n, n)
+    want = (pair.sum() - np.trace(pair)) / (T * (T - 1)) / np.mean(1.0 / n)
+    out = blocks.attention(1.0, 0.0, 0.0, T, window=W)
+    assert float(out.p / out.q) == pytest.approx(want, abs=1e-9)
 
 
 def test_short_window_slows_causal_mixing():
@@ -251,3 +268,24 @@ def test_rope_enters_through_the_within_row_variance(monkeypatch, causal):
     boosted = propagate(base.replace(beta=beta * math.sqrt((1 - cb * rho) / (1 - rho))))
     assert float(rope.y2[1]) == pytest.approx(float(boosted.y2[1]), rel=1e-9)
     assert float(rope.y2[1]) > float(plain.y2[1])
+
+
+def test_chunked_causal_grid_equals_one_pass(monkeypatch):
+    """A causal grid is propagated in chunks of grid points; the result does not depend on the chunking."""
+    from sigprop.theory import propagate as P
+
+    spec = Spec(depth=4, causal=True, seq_len=64, norm="pre", beta=np.array([0.3, 1.0, 2.5])[None, :],
+                alpha_sa=np.array([0.5, 1.0, 2.0, 3.0])[:, None])
+    whole = propagate(spec)
+    calls = []
+    monkeypatch.setattr(P, "CHUNK", 5)
+    parts = propagate(spec, progress=lambda ell, L: calls.append((ell, L)))
+    for name in ("rho", "q", "y2", "entropy", "beta_c", "condensed", "rho_last", "q_pos"):
+        # equal up to the summation order of batched products
+        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-9, atol=1e-12, err_msg=name)
+    for name in ("rho_final", "log_q_final"):
+        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-9, atol=1e-12)
+    for name in ("n_condensed", "first_condensed"):
+        np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name))
+    assert parts.rho.shape == (5, 4, 3) and parts.q_pos.shape[:3] == (5, 4, 3)
+    assert calls and calls[-1] == (4, 4) and all(1 <= ell <= 4 for ell, _ in calls)
