@@ -29,7 +29,6 @@ from typing import Annotated, Any
 import typer
 
 from sigprop.spec import ACTIVATIONS, ATTENTIONS, BLOCKS, GATED, NORM_TYPES, NORMS, Spec, beta_from_std
-from sigprop.theory.rope import rotary_dims
 
 
 def _choices(name: str, values: Iterable[str]) -> type[Enum]:
@@ -129,7 +128,7 @@ def build_spec(**values: Any) -> Spec:
                                    seq_len=kw.get("seq_len", _SPEC_DEFAULTS["seq_len"]))
     spec = Spec(**kw)
     if spec.rope_fraction:
-        rotary_dims(spec.rope_fraction, spec.width // spec.heads)
+        spec.rope_dims  # noqa: B018  (raises ValueError when f·d_h is odd)
     return spec
 
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sigprop.nn.init import init_weights, normal_
-from sigprop.spec import GATED, Spec, recipe, std_from_beta
+from sigprop.spec import GATED, Spec, recipe, rope_dims, std_from_beta
 
 __all__ = [
     "LN_EPS",
@@ -65,6 +65,7 @@ __all__ = [
     "GainControlledAttention",
     "MLP",
     "GatedMLP",
+    "init_mlp_linears",
     "make_mlp",
     "Block",
     "TransformerStack",
@@ -161,18 +162,7 @@ def allowed_keys(
 
 
 # ------------------------------------------------------------------------------------------------ RoPE
-def rope_dims(d_head: int, fraction: float) -> int:
-    """Number r of rotated dimensions of a head: ``int(fraction · d_h)`` as in HuggingFace; it must be even
-    (the same rule as :func:`sigprop.theory.rope.rotary_dims`), else ValueError."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"rope_fraction must be in [0, 1]; got {fraction}")
-    r = int(float(fraction) * int(d_head) + 1e-9)
-    if r % 2:
-        raise ValueError(f"rope_fraction × head_dim must be an even number of rotated dimensions; got "
-                         f"{fraction!r} × {d_head} = {r}")
-    return r
-
-
+# (the rotated-dimension rule r = int(f · d_h), even, is sigprop.spec.rope_dims, re-exported here)
 class Rotary(nn.Module):
     """Rotary position embedding (RoPE) in HuggingFace/Llama's "rotate_half" convention; no parameters.
 
@@ -380,6 +370,18 @@ class GainControlledAttention(SelfAttention):
 
 
 # ------------------------------------------------------------------------------------------------ MLPs
+@torch.no_grad()
+def init_mlp_linears(spec: Spec, inputs: tuple[nn.Linear, ...], output: nn.Linear, generator: torch.Generator) -> None:
+    """The MLP initialisation of ``spec``: every input projection ``W ~ N(0, σ_w²/d)``, the output
+    ``W_2 ~ N(0, σ_w,out²/hidden)``, all biases ``~ N(0, σ_b²)`` (drawn in this order, inputs first)."""
+    sb = math.sqrt(float(spec.sigma_b2))
+    for lin in inputs:
+        normal_(lin.weight, math.sqrt(float(spec.sigma_w2) / lin.in_features), generator)
+        normal_(lin.bias, sb, generator)
+    normal_(output.weight, math.sqrt(float(spec.w2_out) / output.in_features), generator)
+    normal_(output.bias, sb, generator)
+
+
 class MLP(nn.Module):
     """``W_2 φ(W_1 x + b_1) + b_2`` with hidden width ``round(mlp_ratio · d)`` (attributes ``fc1``, ``fc2``)."""
 
@@ -395,12 +397,7 @@ class MLP(nn.Module):
     @torch.no_grad()
     def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
         """``W_1 ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_1, b_2 ~ N(0, σ_b²)``."""
-        d, hidden = self.fc1.in_features, self.fc1.out_features
-        sb = math.sqrt(float(spec.sigma_b2))
-        normal_(self.fc1.weight, math.sqrt(float(spec.sigma_w2) / d), generator)
-        normal_(self.fc1.bias, sb, generator)
-        normal_(self.fc2.weight, math.sqrt(float(spec.w2_out) / hidden), generator)
-        normal_(self.fc2.bias, sb, generator)
+        init_mlp_linears(spec, (self.fc1,), self.fc2, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.fc1(x))))
@@ -431,13 +428,7 @@ class GatedMLP(nn.Module):
     @torch.no_grad()
     def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
         """``W_g, W_u ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_g, b_u, b_2 ~ N(0, σ_b²)``."""
-        d, hidden = self.gate.in_features, self.gate.out_features
-        sw, sb = math.sqrt(float(spec.sigma_w2) / d), math.sqrt(float(spec.sigma_b2))
-        for lin in (self.gate, self.up):
-            normal_(lin.weight, sw, generator)
-            normal_(lin.bias, sb, generator)
-        normal_(self.fc2.weight, math.sqrt(float(spec.w2_out) / hidden), generator)
-        normal_(self.fc2.bias, sb, generator)
+        init_mlp_linears(spec, (self.gate, self.up), self.fc2, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.gate(x)) * self.up(x)))
