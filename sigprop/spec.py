@@ -161,10 +161,9 @@ class Spec:
         if not _is_int_in(self.depth, 1, 100_000):
             raise ValueError(f"depth must be an integer in [1, 100000]; got {self.depth!r}")
         setf("depth", int(self.depth))
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}; got {self.norm!r}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}; got {self.attention!r}")
+        for name, allowed in (("norm", NORMS), ("attention", ATTENTIONS), ("block", BLOCKS), ("norm_type", NORM_TYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
         if isinstance(self.activation, str):
             names = ACTIVATIONS + tuple(GATED)
             if self.activation.lower() not in names:
@@ -182,10 +181,6 @@ class Spec:
         if not (isinstance(self.mlp_ratio, (int, float)) and 0 < float(self.mlp_ratio) <= 64):
             raise ValueError(f"mlp_ratio must be in (0, 64]; got {self.mlp_ratio!r}")
         setf("causal", bool(self.causal))
-        if self.block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}; got {self.block!r}")
-        if self.norm_type not in NORM_TYPES:
-            raise ValueError(f"norm_type must be one of {NORM_TYPES}; got {self.norm_type!r}")
         for name, flo, fhi in (("rope_fraction", 0.0, 1.0), ("rope_theta", 1.0, 1e12)):
             num = getattr(self, name)
             if isinstance(num, bool) or not isinstance(num, (int, float, np.integer, np.floating)) or not flo <= float(num) <= fhi:
