@@ -382,7 +382,28 @@ def init_mlp_linears(spec: Spec, inputs: tuple[nn.Linear, ...], output: nn.Linea
     normal_(output.bias, sb, generator)
 
 
-class MLP(nn.Module):
+class _MLPBase(nn.Module):
+    """What the plain and the gated MLP share: the output projection ``fc2``, the nonlinearity, dropout and
+    the initialisation (:func:`init_mlp_linears`); a subclass creates its input projections first (so
+    parameters keep their order) and names them in :meth:`inputs`."""
+
+    fc2: nn.Linear
+
+    def _output(self, d: int, hidden: int, activation: str | Callable[[Any], Any], dropout: float) -> None:
+        self.fc2 = nn.Linear(hidden, d)
+        self.act = activation_fn(activation)
+        self.dropout = nn.Dropout(dropout)
+
+    def inputs(self) -> tuple[nn.Linear, ...]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
+        """Input projections ``W ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, biases ``~ N(0, σ_b²)``."""
+        init_mlp_linears(spec, self.inputs(), self.fc2, generator)
+
+
+class MLP(_MLPBase):
     """``W_2 φ(W_1 x + b_1) + b_2`` with hidden width ``round(mlp_ratio · d)`` (attributes ``fc1``, ``fc2``)."""
 
     def __init__(
@@ -390,20 +411,16 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, d)
-        self.act = activation_fn(activation)
-        self.dropout = nn.Dropout(dropout)
+        self._output(d, hidden, activation, dropout)
 
-    @torch.no_grad()
-    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
-        """``W_1 ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_1, b_2 ~ N(0, σ_b²)``."""
-        init_mlp_linears(spec, (self.fc1,), self.fc2, generator)
+    def inputs(self) -> tuple[nn.Linear, ...]:
+        return (self.fc1,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.fc1(x))))
 
 
-class GatedMLP(nn.Module):
+class GatedMLP(_MLPBase):
     """Gated MLP ``W_2 (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b_2`` (attributes ``gate``, ``up``, ``fc2``).
 
     ``activation`` is ``"swiglu"`` (φ = SiLU; Llama, Mistral, Qwen2) or ``"geglu"`` (φ = exact GELU;
@@ -421,14 +438,10 @@ class GatedMLP(nn.Module):
             activation = GATED[activation.lower()]
         self.gate = nn.Linear(d, hidden)
         self.up = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, d)
-        self.act = activation_fn(activation)
-        self.dropout = nn.Dropout(dropout)
+        self._output(d, hidden, activation, dropout)
 
-    @torch.no_grad()
-    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
-        """``W_g, W_u ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_g, b_u, b_2 ~ N(0, σ_b²)``."""
-        init_mlp_linears(spec, (self.gate, self.up), self.fc2, generator)
+    def inputs(self) -> tuple[nn.Linear, ...]:
+        return (self.gate, self.up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.gate(x)) * self.up(x)))
