@@ -571,6 +571,7 @@ class TransformerStack(nn.Module):
             Block(spec, hidden=self.hidden, out_proj=out_proj, layer_norm_affine=layer_norm_affine, dropout=dropout)
             for _ in range(spec.depth)
         )
+        self.max_position: int | None = None
         if vocab_size is not None:
             self.max_position = int(max_position if max_position is not None else spec.seq_len)
             self.token_embedding: nn.Embedding | None = nn.Embedding(int(vocab_size), d)
@@ -578,7 +579,6 @@ class TransformerStack(nn.Module):
             self.embed_norm: nn.Module | None = make_norm(d, spec.norm_type, layer_norm_affine)
             self.embed_dropout = nn.Dropout(dropout)
         else:
-            self.max_position = None
             self.token_embedding = self.position_embedding = self.embed_norm = None
 
     @torch.no_grad()
@@ -596,7 +596,8 @@ class TransformerStack(nn.Module):
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token + position (0..T−1) embeddings → embedding norm; ``(B, T)`` → ``(B, T, d)``."""
-        if self.token_embedding is None:
+        if self.token_embedding is None or self.position_embedding is None or self.embed_norm is None \
+                or self.max_position is None:
             raise ValueError(
                 "this TransformerStack has no embeddings; build it with vocab_size=... or pass inputs_embeds"
             )
@@ -613,9 +614,12 @@ class TransformerStack(nn.Module):
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if (input_ids is None) == (inputs_embeds is None):
+        if input_ids is not None and inputs_embeds is None:
+            x = self.embed(input_ids)
+        elif inputs_embeds is not None and input_ids is None:
+            x = inputs_embeds
+        else:
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        x = self.embed(input_ids) if input_ids is not None else inputs_embeds
         if x.ndim != 3 or x.shape[-1] != self.width:
             raise ValueError(f"inputs must have shape (B, T, {self.width}); got {tuple(x.shape)}")
         for block in self.blocks:
