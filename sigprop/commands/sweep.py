@@ -1,5 +1,5 @@
 """``sigprop sweep``: the empirical trainability map — train every (β, α_SA) grid point and compare the
-measured loss gain with the theory's regions (:mod:`sigprop.sweep`)."""
+measured loss gain with the theory's regions (:mod:`sigprop.training.sweep`)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def sweep_cmd(
     fmt: FormatO = Format.text,
 ) -> None:
     """Train every (β, α_SA) grid point; write per-point files, sweep.json (agreement) and sweep.png."""
-    from sigprop.sweep import sweep
+    from sigprop.training.sweep import sweep
 
     try:
         betas = parse_range("--beta-range", beta_range, (0.25, 3.0, 4))

@@ -30,7 +30,7 @@ def train_cmd(
     fmt: FormatO = Format.text,
 ) -> None:
     """Train the twin (masked-LM encoder, or next-token decoder with --causal) and log collapse probes."""
-    from sigprop.train import train
+    from sigprop.training.loop import train
 
     if resume and not (out / "checkpoint.pt").exists():
         typer.echo(f"note: no checkpoint in {out}; starting a fresh run", err=True)
