@@ -65,6 +65,12 @@ def classify(rho_final, n_condensed, first_condensed, depth: int, *, eps: float 
     return np.where(rank, RANK, np.where(ent, ENTROPY, TRAINABLE)).astype(np.int8)
 
 
+def _pair(a: Any, b: Any) -> tuple[int, int]:
+    """The two region labels ``a``, ``b`` as a sorted pair of ints."""
+    lo, hi = sorted((int(a), int(b)))
+    return lo, hi
+
+
 @dataclass
 class Diagram:
     """A trainability diagram over two spec fields.
@@ -108,11 +114,11 @@ class Diagram:
         # along x
         diff = lab[:, 1:] != lab[:, :-1]
         for i, j in zip(*np.nonzero(diff), strict=True):
-            key = tuple(sorted((int(lab[i, j]), int(lab[i, j + 1]))))
+            key = _pair(lab[i, j], lab[i, j + 1])
             pts.setdefault(key, []).append([float(0.5 * (xs[j] + xs[j + 1])), float(ys[i])])
         diff = lab[1:, :] != lab[:-1, :]
         for i, j in zip(*np.nonzero(diff), strict=True):
-            key = tuple(sorted((int(lab[i, j]), int(lab[i + 1, j]))))
+            key = _pair(lab[i, j], lab[i + 1, j])
             pts.setdefault(key, []).append([float(xs[j]), float(0.5 * (ys[i] + ys[i + 1]))])
         return [
             {"between": [LABELS[a], LABELS[b]], "points": sorted(v)} for (a, b), v in sorted(pts.items())
@@ -410,7 +416,7 @@ def verdict(spec: Spec, *, eps: float = 0.01, entropy_rule: str = "any", entropy
     warns: list[str] = []
     if region != "rank_collapse" and rho_L >= 1.0 - eps - RHO_MARGIN:
         warns.append(f"near rank collapse: ρ_L = {rho_L:.3f} is within {RHO_MARGIN:g} of the threshold 1 − ε = {1 - eps:g}")
-    if math.isfinite(alpha_c) and alpha_c > 0 and abs(spec.alpha_sa - alpha_c) <= ALPHA_MARGIN * alpha_c:
+    if math.isfinite(alpha_c) and alpha_c > 0 and abs(float(spec.alpha_sa) - alpha_c) <= ALPHA_MARGIN * alpha_c:
         warns.append(f"near the rank-collapse edge: α_SA = {spec.alpha_sa:g} is within {ALPHA_MARGIN:.0%} of α_c = {alpha_c:.3f}")
     if region != "entropy_collapse" and math.isfinite(beta_c) and spec.beta >= (1.0 - BETA_MARGIN) * beta_c:
         warns.append(f"near entropy collapse: β = {spec.beta:.4g} is within {BETA_MARGIN:.0%} of β_c = {beta_c:.3f}")

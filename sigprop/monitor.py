@@ -6,7 +6,7 @@ transformers is missing), so it can be attached to a HuggingFace ``Trainer``::
     monitor = CollapseMonitor(probe_batch={"input_ids": ids, "attention_mask": mask}, every=100)
     trainer = Trainer(model=model, args=args, ..., callbacks=[monitor])
 
-and sigprop's own trainer (:mod:`sigprop.train`) calls it the same way. Every ``every`` optimiser steps
+and sigprop's own trainer (:mod:`sigprop.training.loop`) calls it the same way. Every ``every`` optimiser steps
 (``on_step_end``) and at every evaluation (``on_evaluate``) it runs :func:`sigprop.measure.measure` on the
 fixed ``probe_batch`` (model in eval mode, no gradient, mode restored) and records, per layer ℓ = 1..L:
 

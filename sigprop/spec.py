@@ -70,6 +70,11 @@ def _range_text(lo: float, hi: float, lo_inc: bool) -> str:
     return f"{left}{lo:g}, {hi:g}{right}"
 
 
+def _is_int_in(v: Any, lo: int, hi: int) -> bool:
+    """``v`` is an integer (not a bool) with ``lo ≤ v ≤ hi``."""
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and lo <= int(v) <= hi
+
+
 def _check_array(name: str, value: Any) -> ArrayLike:
     lo, hi, lo_inc = ARRAY_FIELDS[name]
     try:
@@ -153,13 +158,12 @@ class Spec:
         def setf(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or not 1 <= int(self.depth) <= 100_000:
+        if not _is_int_in(self.depth, 1, 100_000):
             raise ValueError(f"depth must be an integer in [1, 100000]; got {self.depth!r}")
         setf("depth", int(self.depth))
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}; got {self.norm!r}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}; got {self.attention!r}")
+        for name, allowed in (("norm", NORMS), ("attention", ATTENTIONS), ("block", BLOCKS), ("norm_type", NORM_TYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
         if isinstance(self.activation, str):
             names = ACTIVATIONS + tuple(GATED)
             if self.activation.lower() not in names:
@@ -169,7 +173,7 @@ class Spec:
             raise ValueError(f"activation must be a name or a callable; got {self.activation!r}")
         for name, lo, hi in (("seq_len", 2, 10**15), ("heads", 1, 4096), ("width", 1, 10**7)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
+            if not _is_int_in(v, lo, hi):
                 raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {v!r}")
             setf(name, int(v))
         if self.width % self.heads:
@@ -177,25 +181,23 @@ class Spec:
         if not (isinstance(self.mlp_ratio, (int, float)) and 0 < float(self.mlp_ratio) <= 64):
             raise ValueError(f"mlp_ratio must be in (0, 64]; got {self.mlp_ratio!r}")
         setf("causal", bool(self.causal))
-        if self.block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}; got {self.block!r}")
-        if self.norm_type not in NORM_TYPES:
-            raise ValueError(f"norm_type must be one of {NORM_TYPES}; got {self.norm_type!r}")
         for name, flo, fhi in (("rope_fraction", 0.0, 1.0), ("rope_theta", 1.0, 1e12)):
             num = getattr(self, name)
             if isinstance(num, bool) or not isinstance(num, (int, float, np.integer, np.floating)) or not flo <= float(num) <= fhi:
                 raise ValueError(f"{name} must be a number in [{flo:g}, {fhi:g}]; got {num!r}")
             setf(name, float(num))
-        if self.kv_heads is not None:
-            v = self.kv_heads
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= self.heads or self.heads % int(v):
-                raise ValueError(f"kv_heads must be an integer in [1, heads={self.heads}] that divides heads; got {v!r}")
-            setf("kv_heads", int(v))
-        if self.window is not None:
-            v = self.window
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= 10**15:
-                raise ValueError(f"window must be an integer ≥ 1 (keys a row may see) or None; got {v!r}")
-            setf("window", int(v))
+        optional_ints = (
+            ("kv_heads", self.heads, lambda v: self.heads % int(v) == 0,
+             f"kv_heads must be an integer in [1, heads={self.heads}] that divides heads"),
+            ("window", 10**15, lambda v: True, "window must be an integer ≥ 1 (keys a row may see) or None"),
+        )
+        for name, hi, ok, rule in optional_ints:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if not (_is_int_in(v, 1, hi) and ok(v)):
+                raise ValueError(f"{rule}; got {v!r}")
+            setf(name, int(v))
         for name in ARRAY_FIELDS:
             v = getattr(self, name)
             if name in _OPTIONAL_ARRAYS and v is None:
@@ -272,10 +274,21 @@ class Spec:
 
     @property
     def init_std_qk(self) -> float:
-        """Std of the W_Q and W_K entries, ``sqrt(β)(ln T)^{1/4}/sqrt(d)`` (scalar β only)."""
+        """Std of the W_Q and W_K entries, ``sqrt(β)(ln T)^{1/4}/sqrt(d)`` (:func:`std_from_beta`; scalar β only)."""
         if np.ndim(self.beta):
             raise ValueError("init_std_qk needs a scalar beta")
-        return math.sqrt(float(self.beta)) * math.log(self.seq_len) ** 0.25 / math.sqrt(self.width)
+        return std_from_beta(float(self.beta), width=self.width, seq_len=self.seq_len)
+
+    @property
+    def head_dim(self) -> int:
+        """d_h = width / heads, the width of one attention head."""
+        return self.width // self.heads
+
+    @property
+    def rope_dims(self) -> int:
+        """r, the rotated dimensions of each head (:func:`rope_dims` of ``head_dim`` and ``rope_fraction``);
+        ValueError when ``rope_fraction · d_h`` is odd."""
+        return rope_dims(self.head_dim, self.rope_fraction)
 
 
 # --------------------------------------------------------------------------- conversions
@@ -301,6 +314,20 @@ def std_from_beta(beta: float, *, width: int, seq_len: int) -> float:
     if beta < 0:
         raise ValueError(f"beta must be ≥ 0; got {beta}")
     return math.sqrt(beta) * math.log(seq_len) ** 0.25 / math.sqrt(width)
+
+
+def rope_dims(head_dim: int, fraction: float) -> int:
+    """The RoPE convention, written once: a head of width d_h rotates its first ``r = int(f · d_h)``
+    dimensions (HuggingFace's rule), and r must be even (dimension i pairs with i + r/2). ValueError
+    when ``f`` is outside [0, 1] or r is odd. The theory (:mod:`sigprop.theory.rope`) and the torch twin
+    (:class:`sigprop.nn.Rotary`) both read r from here."""
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"rope_fraction must be in [0, 1]; got {fraction}")
+    r = int(float(fraction) * int(head_dim) + 1e-9)
+    if r % 2:
+        raise ValueError(f"rope_fraction × head_dim must be an even number of rotated dimensions; got "
+                         f"{fraction!r} × {head_dim} = {r}")
+    return r
 
 
 # --------------------------------------------------------------------------- the block recipe

@@ -1,4 +1,4 @@
-"""The spec options of the command line, declared once.
+"""The spec options and the training options of the command line, each declared once.
 
 :data:`OPTIONS` lists every option that sets a :class:`~sigprop.spec.Spec` field (plus ``--qk-std``, which is
 converted to β): its flags, type and help with the convention it follows (docs/theory.md §1). Defaults are
@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 
 from sigprop.spec import ACTIVATIONS, ATTENTIONS, BLOCKS, GATED, NORM_TYPES, NORMS, Spec, beta_from_std
-from sigprop.theory.rope import rotary_dims
+from sigprop.training.config import TrainConfig
 
 
 def _choices(name: str, values: Iterable[str]) -> type[Enum]:
@@ -129,7 +129,7 @@ def build_spec(**values: Any) -> Spec:
                                    seq_len=kw.get("seq_len", _SPEC_DEFAULTS["seq_len"]))
     spec = Spec(**kw)
     if spec.rope_fraction:
-        rotary_dims(spec.rope_fraction, spec.width // spec.heads)
+        spec.rope_dims  # noqa: B018  (raises ValueError when f·d_h is odd)
     return spec
 
 
@@ -154,27 +154,115 @@ def spec_options(*, exclude: Iterable[str] = (), **defaults: Any) -> Callable[[C
     extra = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.annotation,
                                default=o.default(defaults.get(o.name, dataclasses.MISSING))) for o in taken]
 
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        hints = typing.get_type_hints(fn, include_extras=True)
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
-               for p in inspect.signature(fn).parameters.values() if p.name != "spec"]
-        clash = {p.name for p in own} & {p.name for p in extra}
-        if clash:
-            raise TypeError(f"{fn.__name__} declares spec options itself: {sorted(clash)}")
+    def build(values: dict[str, Any], kwargs: dict[str, Any]) -> Spec:
+        try:
+            return build_spec(**values)
+        except ValueError as exc:
+            raise option_error(exc) from None
 
-        @functools.wraps(fn)
-        def command(**kwargs: Any) -> Any:
-            values = {o.name: kwargs.pop(o.name) for o in taken}
-            try:
-                spec = build_spec(**values)
-            except ValueError as exc:
-                raise option_error(exc) from None
-            return fn(**kwargs, spec=spec)
+    return functools.partial(with_options, extra=extra, param="spec", build=build)
 
-        params = own + extra
-        del command.__wrapped__  # typer must read the new signature, not the function's own
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        return command
 
-    return decorate
+def with_options(fn: Callable[..., Any], *, extra: list[inspect.Parameter], param: str,
+                 build: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Callable[..., Any]:
+    """``fn`` with the keyword options ``extra`` added to its signature (what typer reads); the wrapper takes
+    their values out, calls ``build(values, other_kwargs)`` and passes the result to ``fn`` as ``param``."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+           for p in inspect.signature(fn).parameters.values() if p.name != param]
+    clash = {p.name for p in own} & {p.name for p in extra}
+    if clash:
+        raise TypeError(f"{fn.__name__} declares options itself that the decorator adds: {sorted(clash)}")
+    names = [p.name for p in extra]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        values = {n: kwargs.pop(n) for n in names}
+        return fn(**kwargs, **{param: build(values, kwargs)})
+
+    params = own + extra
+    del command.__wrapped__  # typer must read the new signature, not the function's own
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+# --------------------------------------------------------------------------- training options
+#: help panel of the training options
+TRAIN_PANEL = "Training"
+_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclass(frozen=True)
+class TrainOption:
+    """One command-line option that sets the :class:`~sigprop.training.config.TrainConfig` field ``name``;
+    ``convert`` maps the option's value to the field's (``--grad-clip 0`` → ``None``, off)."""
+
+    name: str
+    flags: tuple[str, ...]
+    type: Any
+    help: str
+    convert: Callable[[Any], Any] | None = None
+
+    def parameter(self, default: Any = dataclasses.MISSING, help: str | None = None) -> inspect.Parameter:
+        """The keyword parameter typer reads: ``TrainConfig``'s default unless the command gives its own."""
+        value = _TRAIN_DEFAULTS[self.name] if default is dataclasses.MISSING else default
+        option = typer.Option(*self.flags, help=help or self.help, rich_help_panel=TRAIN_PANEL)
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[self.type, option],
+                                 default=value)
+
+
+def _off_if_zero(v: float) -> float | None:
+    return v or None
+
+
+TRAIN_OPTIONS: tuple[TrainOption, ...] = (
+    TrainOption("corpus", ("--corpus",), str, "synthetic | fortunes | PATH (text file or folder) | hf:NAME[:CONFIG]"),
+    TrainOption("steps", ("--steps",), int, "optimiser steps"),
+    TrainOption("batch_size", ("--batch-size", "-B"), int, "sequences per step"),
+    TrainOption("lr", ("--lr",), float, "peak learning rate (AdamW, linear warmup then linear decay)"),
+    TrainOption("warmup", ("--warmup",), float, "warmup fraction of the steps"),
+    TrainOption("weight_decay", ("--weight-decay",), float, "AdamW weight decay (matrices only)"),
+    TrainOption("grad_clip", ("--grad-clip",), float, "max gradient norm (0: off)", _off_if_zero),
+    TrainOption("seed", ("--seed",), int, "model init, data order, masking, dropout"),
+    TrainOption("vocab_size", ("--vocab-size",), int, "WordPiece vocabulary size"),
+    TrainOption("mlm_probability", ("--mlm-probability",), float, "masking rate (encoder)"),
+    TrainOption("dropout", ("--dropout",), float, "dropout on attention and branch outputs"),
+    TrainOption("emb_std", ("--emb-std",), float, "token embedding std"),
+    TrainOption("pos_std", ("--pos-std",), float, "position embedding std"),
+    TrainOption("freeze_uniform_attention", ("--freeze-uniform-attention",), bool,
+                "fix attention to uniform (control: what does attention learn?)"),
+    TrainOption("eval_every", ("--eval-every",), int | None, "evaluate every N steps (default steps/20)"),
+    TrainOption("eval_rows", ("--eval-rows",), int, "test rows in the fixed evaluation subset"),
+    TrainOption("checkpoint_every", ("--checkpoint-every",), int | None,
+                "checkpoint every N steps (default max(eval interval, steps/10))"),
+    TrainOption("device", ("--device",), str, "cpu or cuda"),
+    TrainOption("threads", ("--threads",), int, "torch CPU threads"),
+    TrainOption("n_stories", ("--n-stories",), int | None, "synthetic corpus size (stories)"),
+)
+TRAIN_BY_NAME: dict[str, TrainOption] = {o.name: o for o in TRAIN_OPTIONS}
+
+
+def train_options(*names: str, helps: dict[str, str] | None = None,
+                  **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command so that it takes the training options ``names`` of :data:`TRAIN_OPTIONS` (all when
+    none are named) and receives the built ``TrainConfig`` as its ``config`` parameter (``seq_len`` is the
+    spec's T, so the command must also take ``spec``; use under :func:`spec_options`). ``defaults`` and
+    ``helps`` override ``TrainConfig``'s defaults and the declared help for this command. A value
+    ``TrainConfig`` refuses is one line on stderr and exit code 2."""
+    helps = helps or {}
+    unknown = (set(names) | set(defaults) | set(helps)) - set(TRAIN_BY_NAME)
+    if unknown:
+        raise TypeError(f"not training options: {sorted(unknown)}")
+    taken = [TRAIN_BY_NAME[n] for n in names] if names else list(TRAIN_OPTIONS)
+    extra = [o.parameter(defaults.get(o.name, dataclasses.MISSING), helps.get(o.name)) for o in taken]
+
+    def build(values: dict[str, Any], kwargs: dict[str, Any]) -> TrainConfig:
+        fields = {o.name: o.convert(values[o.name]) if o.convert else values[o.name] for o in taken}
+        try:
+            return TrainConfig(seq_len=kwargs["spec"].seq_len, **fields)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return functools.partial(with_options, extra=extra, param="config", build=build)

@@ -1,5 +1,5 @@
 """``sigprop sweep``: the empirical trainability map — train every (β, α_SA) grid point and compare the
-measured loss gain with the theory's regions (:mod:`sigprop.sweep`)."""
+measured loss gain with the theory's regions (:mod:`sigprop.training.sweep`)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from typing import Annotated
 import typer
 
 from sigprop.commands.common import Format, FormatO, dumps, parse_range
-from sigprop.commands.options import spec_options
+from sigprop.commands.options import TRAIN_PANEL, spec_options, train_options
 from sigprop.spec import Spec
+from sigprop.training.config import TrainConfig
 
-R = "Training"
 S = "Sweep"
 
 
 @spec_options(exclude=("beta", "qk_std", "alpha_sa"), depth=2, seq_len=64, width=128)
+@train_options("corpus", "steps", "batch_size", "lr", "seed", "vocab_size", "eval_rows", "n_stories", "device",
+               steps=500, batch_size=32, lr=1e-3,
+               helps={"steps": "optimiser steps per point", "seed": "seed of every point (model init, data order, masking)"})
 def sweep_cmd(
     spec: Spec,
+    config: TrainConfig,
     beta_range: Annotated[tuple[float, float, int] | None, typer.Option("--beta-range", help="β grid: LO HI N (linspace)", rich_help_panel=S)] = None,
     alpha_range: Annotated[tuple[float, float, int] | None, typer.Option("--alpha-range", help="α_SA grid: LO HI N (linspace)", rich_help_panel=S)] = None,
     out: Annotated[Path, typer.Option("--out", help="sweep folder: points/<key>.json, sweep.json, sweep.png", rich_help_panel=S)] = Path("sigprop-sweep"),
@@ -27,38 +31,26 @@ def sweep_cmd(
     workers: Annotated[int | None, typer.Option("--workers", help="local worker processes (default: all cores; torch threads = cores/workers)", rich_help_panel=S)] = None,
     eps: Annotated[float, typer.Option("--eps", help="theory labels: rank collapse if ρ_L ≥ 1 − eps (as in `sigprop diagram`); a finished folder is relabelled without retraining", rich_help_panel=S)] = 0.01,
     threshold: Annotated[float, typer.Option("--threshold", help="measured trainable ⇔ gain below unigram ≥ this (nats) and not diverged", rich_help_panel=S)] = 0.3,
-    corpus: Annotated[str, typer.Option("--corpus", help="synthetic | fortunes | PATH | hf:NAME[:CONFIG]", rich_help_panel=R)] = "synthetic",
-    steps: Annotated[int, typer.Option("--steps", help="optimiser steps per point", rich_help_panel=R)] = 500,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-B", help="sequences per step", rich_help_panel=R)] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="peak learning rate (AdamW, warmup + linear decay)", rich_help_panel=R)] = 1e-3,
-    seed: Annotated[int, typer.Option("--seed", help="seed of every point", rich_help_panel=R)] = 0,
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="WordPiece vocabulary size", rich_help_panel=R)] = 2000,
-    eval_rows: Annotated[int, typer.Option("--eval-rows", help="test rows in the evaluation subset", rich_help_panel=R)] = 256,
-    n_stories: Annotated[int | None, typer.Option("--n-stories", help="synthetic corpus size (stories)", rich_help_panel=R)] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda", rich_help_panel=R)] = "cpu",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar over points (stderr)", rich_help_panel=R)] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar over points (stderr)", rich_help_panel=TRAIN_PANEL)] = True,
     fmt: FormatO = Format.text,
 ) -> None:
     """Train every (β, α_SA) grid point; write per-point files, sweep.json (agreement) and sweep.png."""
-    from sigprop.sweep import sweep
-    from sigprop.train import TrainConfig
+    from sigprop.training.sweep import sweep
 
     try:
         betas = parse_range("--beta-range", beta_range, (0.25, 3.0, 4))
         alphas = parse_range("--alpha-range", alpha_range, (0.0, 2.0, 3))
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be ≥ 1; got {workers}")
-        config = TrainConfig(corpus=corpus, steps=steps, batch_size=batch_size, seq_len=spec.seq_len, lr=lr, seed=seed,
-                             vocab_size=vocab_size, eval_rows=eval_rows, n_stories=n_stories, device=device)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if executor == "local" and device == "cpu":
+    if executor == "local" and config.device == "cpu":
         # fail early (one line) when the corpus is missing, before starting workers
         from sigprop.data import CorpusUnavailable, load_corpus
 
         try:
-            load_corpus(corpus, n_stories=n_stories)
+            load_corpus(config.corpus, n_stories=config.n_stories)
         except CorpusUnavailable as exc:
             typer.echo(str(exc).splitlines()[0] if str(exc) else "corpus unavailable", err=True)
             raise typer.Exit(2) from None

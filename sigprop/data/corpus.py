@@ -181,10 +181,7 @@ def _fortune_documents(directory: Path) -> list[str]:
         and p.suffix not in (".dat", ".u8")
         and not p.name.startswith(".")
     )
-    docs = [doc for p in files for doc in parse_text(read_text_file(p))]
-    if not docs:
-        raise CorpusUnavailable(unavailable_message(f"no fortunes found in {directory}"))
-    return docs
+    return _documents(files, f"no fortunes found in {directory}")
 
 
 def _path_documents(path: Path) -> list[str]:
@@ -196,9 +193,14 @@ def _path_documents(path: Path) -> list[str]:
             raise CorpusUnavailable(unavailable_message(f"folder {path} contains no *.txt files"))
     else:
         files = [path]
+    return _documents(files, f"{path} contains no text")
+
+
+def _documents(files: list[Path], empty: str) -> list[str]:
+    """The documents of the text ``files`` in order; :class:`CorpusUnavailable` saying ``empty`` if none."""
     docs = [doc for p in files for doc in parse_text(read_text_file(p))]
     if not docs:
-        raise CorpusUnavailable(unavailable_message(f"{path} contains no text"))
+        raise CorpusUnavailable(unavailable_message(empty))
     return docs
 
 

@@ -8,7 +8,6 @@ render what these functions return.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -115,8 +114,8 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
         summ = E.summarise(recs)
         for r in summ:
             T, d = r["seq_len"], r["width"]
-            r["scaled_predicted_finite"] = r["predicted_finite"] * T / (d**2 * math.sqrt(math.log(T)))
-            r["scaled_predicted_finite_width"] = r["predicted_finite_width"] * T / (d**2 * math.sqrt(math.log(T)))
+            r["scaled_predicted_finite"] = E.fig3c_scaled(r["predicted_finite"], T, d)
+            r["scaled_predicted_finite_width"] = E.fig3c_scaled(r["predicted_finite_width"], T, d)
         payload["records"] = recs
         payload["summary"] = summ
         payload["measure_seconds"] = time.time() - t0
@@ -167,7 +166,7 @@ def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None
             rows = [r for r in payload["summary"] if (r["seq_len"], r["width"]) == key and r["layer"] == 1]
             b = np.array([r["beta"] for r in rows])
             y = np.array([r["scaled_wq"] for r in rows])
-            e = np.array([r["grad_wq2_sem"] for r in rows]) * key[0] / (key[1] ** 2 * math.sqrt(math.log(key[0])))
+            e = E.fig3c_scaled(np.array([r["grad_wq2_sem"] for r in rows]), *key)
             ax.errorbar(b, y, yerr=np.nan_to_num(e), fmt="o", ms=4, color=col, label=f"measured {lab}")
             ax.plot(b, [r["scaled_predicted_finite"] for r in rows], "-", color=col, lw=1.2)
             ax.plot(b, [r["scaled_predicted_finite_width"] for r in rows], ":", color=col, lw=1.0)

@@ -34,7 +34,13 @@ from sigprop.theory import gradients as theory
 
 MODES = ("random", "mlm")
 
-__all__ = ["MODES", "measure_random", "measure_mlm", "sweep", "summarise", "predictions"]
+__all__ = ["MODES", "fig3c_scaled", "measure_random", "measure_mlm", "sweep", "summarise", "predictions"]
+
+
+def fig3c_scaled(value: Any, seq_len: int, width: int) -> Any:
+    """Fig 3c's scaling of a squared W_Q-gradient norm (or its standard error): ``value · T d⁻² (ln T)^{-1/2}``
+    (arXiv 2505.24333 §3; :func:`sigprop.theory.gradients.scaled_wq_grad` applies it to the prediction)."""
+    return value * seq_len / (width**2 * math.sqrt(math.log(seq_len)))
 
 
 def _torch():
@@ -228,6 +234,6 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["ratio_wk_finite"] = row["grad_wk2"] / row["predicted_finite"] if row["predicted_finite"] > 0 else float("nan")
         row["ratio_wv"] = row["grad_wv2"] / row["predicted_wv"] if row["predicted_wv"] > 0 else float("nan")
         row["ratio_sem"] = row["grad_wq2_sem"] / row["predicted_finite"] if row["predicted_finite"] > 0 else float("nan")
-        row["scaled_wq"] = row["grad_wq2"] * T / (d**2 * math.sqrt(math.log(T)))
+        row["scaled_wq"] = fig3c_scaled(row["grad_wq2"], T, d)
         out.append(row)
     return out

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sigprop.nn.init import init_weights, normal_
-from sigprop.spec import GATED, Spec, recipe, std_from_beta
+from sigprop.spec import GATED, Spec, recipe, rope_dims, std_from_beta
 
 __all__ = [
     "LN_EPS",
@@ -65,6 +65,7 @@ __all__ = [
     "GainControlledAttention",
     "MLP",
     "GatedMLP",
+    "init_mlp_linears",
     "make_mlp",
     "Block",
     "TransformerStack",
@@ -161,18 +162,7 @@ def allowed_keys(
 
 
 # ------------------------------------------------------------------------------------------------ RoPE
-def rope_dims(d_head: int, fraction: float) -> int:
-    """Number r of rotated dimensions of a head: ``int(fraction · d_h)`` as in HuggingFace; it must be even
-    (the same rule as :func:`sigprop.theory.rope.rotary_dims`), else ValueError."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"rope_fraction must be in [0, 1]; got {fraction}")
-    r = int(float(fraction) * int(d_head) + 1e-9)
-    if r % 2:
-        raise ValueError(f"rope_fraction × head_dim must be an even number of rotated dimensions; got "
-                         f"{fraction!r} × {d_head} = {r}")
-    return r
-
-
+# (the rotated-dimension rule r = int(f · d_h), even, is sigprop.spec.rope_dims, re-exported here)
 class Rotary(nn.Module):
     """Rotary position embedding (RoPE) in HuggingFace/Llama's "rotate_half" convention; no parameters.
 
@@ -380,7 +370,40 @@ class GainControlledAttention(SelfAttention):
 
 
 # ------------------------------------------------------------------------------------------------ MLPs
-class MLP(nn.Module):
+@torch.no_grad()
+def init_mlp_linears(spec: Spec, inputs: tuple[nn.Linear, ...], output: nn.Linear, generator: torch.Generator) -> None:
+    """The MLP initialisation of ``spec``: every input projection ``W ~ N(0, σ_w²/d)``, the output
+    ``W_2 ~ N(0, σ_w,out²/hidden)``, all biases ``~ N(0, σ_b²)`` (drawn in this order, inputs first)."""
+    sb = math.sqrt(float(spec.sigma_b2))
+    for lin in inputs:
+        normal_(lin.weight, math.sqrt(float(spec.sigma_w2) / lin.in_features), generator)
+        normal_(lin.bias, sb, generator)
+    normal_(output.weight, math.sqrt(float(spec.w2_out) / output.in_features), generator)
+    normal_(output.bias, sb, generator)
+
+
+class _MLPBase(nn.Module):
+    """What the plain and the gated MLP share: the output projection ``fc2``, the nonlinearity, dropout and
+    the initialisation (:func:`init_mlp_linears`); a subclass creates its input projections first (so
+    parameters keep their order) and names them in :meth:`inputs`."""
+
+    fc2: nn.Linear
+
+    def _output(self, d: int, hidden: int, activation: str | Callable[[Any], Any], dropout: float) -> None:
+        self.fc2 = nn.Linear(hidden, d)
+        self.act = activation_fn(activation)
+        self.dropout = nn.Dropout(dropout)
+
+    def inputs(self) -> tuple[nn.Linear, ...]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
+        """Input projections ``W ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, biases ``~ N(0, σ_b²)``."""
+        init_mlp_linears(spec, self.inputs(), self.fc2, generator)
+
+
+class MLP(_MLPBase):
     """``W_2 φ(W_1 x + b_1) + b_2`` with hidden width ``round(mlp_ratio · d)`` (attributes ``fc1``, ``fc2``)."""
 
     def __init__(
@@ -388,25 +411,16 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, d)
-        self.act = activation_fn(activation)
-        self.dropout = nn.Dropout(dropout)
+        self._output(d, hidden, activation, dropout)
 
-    @torch.no_grad()
-    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
-        """``W_1 ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_1, b_2 ~ N(0, σ_b²)``."""
-        d, hidden = self.fc1.in_features, self.fc1.out_features
-        sb = math.sqrt(float(spec.sigma_b2))
-        normal_(self.fc1.weight, math.sqrt(float(spec.sigma_w2) / d), generator)
-        normal_(self.fc1.bias, sb, generator)
-        normal_(self.fc2.weight, math.sqrt(float(spec.w2_out) / hidden), generator)
-        normal_(self.fc2.bias, sb, generator)
+    def inputs(self) -> tuple[nn.Linear, ...]:
+        return (self.fc1,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.fc1(x))))
 
 
-class GatedMLP(nn.Module):
+class GatedMLP(_MLPBase):
     """Gated MLP ``W_2 (φ(W_g x + b_g) ⊙ (W_u x + b_u)) + b_2`` (attributes ``gate``, ``up``, ``fc2``).
 
     ``activation`` is ``"swiglu"`` (φ = SiLU; Llama, Mistral, Qwen2) or ``"geglu"`` (φ = exact GELU;
@@ -424,20 +438,10 @@ class GatedMLP(nn.Module):
             activation = GATED[activation.lower()]
         self.gate = nn.Linear(d, hidden)
         self.up = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, d)
-        self.act = activation_fn(activation)
-        self.dropout = nn.Dropout(dropout)
+        self._output(d, hidden, activation, dropout)
 
-    @torch.no_grad()
-    def init_from_spec(self, spec: Spec, generator: torch.Generator) -> None:
-        """``W_g, W_u ~ N(0, σ_w²/d)``, ``W_2 ~ N(0, σ_w,out²/hidden)``, ``b_g, b_u, b_2 ~ N(0, σ_b²)``."""
-        d, hidden = self.gate.in_features, self.gate.out_features
-        sw, sb = math.sqrt(float(spec.sigma_w2) / d), math.sqrt(float(spec.sigma_b2))
-        for lin in (self.gate, self.up):
-            normal_(lin.weight, sw, generator)
-            normal_(lin.bias, sb, generator)
-        normal_(self.fc2.weight, math.sqrt(float(spec.w2_out) / hidden), generator)
-        normal_(self.fc2.bias, sb, generator)
+    def inputs(self) -> tuple[nn.Linear, ...]:
+        return (self.gate, self.up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.gate(x)) * self.up(x)))
@@ -567,6 +571,7 @@ class TransformerStack(nn.Module):
             Block(spec, hidden=self.hidden, out_proj=out_proj, layer_norm_affine=layer_norm_affine, dropout=dropout)
             for _ in range(spec.depth)
         )
+        self.max_position: int | None = None
         if vocab_size is not None:
             self.max_position = int(max_position if max_position is not None else spec.seq_len)
             self.token_embedding: nn.Embedding | None = nn.Embedding(int(vocab_size), d)
@@ -574,7 +579,6 @@ class TransformerStack(nn.Module):
             self.embed_norm: nn.Module | None = make_norm(d, spec.norm_type, layer_norm_affine)
             self.embed_dropout = nn.Dropout(dropout)
         else:
-            self.max_position = None
             self.token_embedding = self.position_embedding = self.embed_norm = None
 
     @torch.no_grad()
@@ -592,7 +596,8 @@ class TransformerStack(nn.Module):
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token + position (0..T−1) embeddings → embedding norm; ``(B, T)`` → ``(B, T, d)``."""
-        if self.token_embedding is None:
+        if self.token_embedding is None or self.position_embedding is None or self.embed_norm is None \
+                or self.max_position is None:
             raise ValueError(
                 "this TransformerStack has no embeddings; build it with vocab_size=... or pass inputs_embeds"
             )
@@ -609,9 +614,12 @@ class TransformerStack(nn.Module):
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if (input_ids is None) == (inputs_embeds is None):
+        if input_ids is not None and inputs_embeds is None:
+            x = self.embed(input_ids)
+        elif inputs_embeds is not None and input_ids is None:
+            x = inputs_embeds
+        else:
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        x = self.embed(input_ids) if input_ids is not None else inputs_embeds
         if x.ndim != 3 or x.shape[-1] != self.width:
             raise ValueError(f"inputs must have shape (B, T, {self.width}); got {tuple(x.shape)}")
         for block in self.blocks:
