@@ -157,13 +157,13 @@ def all_tokens(q, p, geo: rows.RowGeometry, *, last: bool = False) -> tuple[np.n
 
 def _lower(x: np.ndarray) -> np.ndarray:
     """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(G, K)`` → ``(G, K, K)``."""
-    K = x.shape[-1]
-    return np.where(_upper_mask(K), x[..., :, None], x[..., None, :])
+    return np.take(x, _lower_index(x.shape[-1]), axis=-1)  # C-ordered (fancy indexing would not be)
 
 
 @functools.lru_cache(maxsize=16)
-def _upper_mask(K: int) -> np.ndarray:
-    return np.triu(np.ones((K, K), dtype=bool))
+def _lower_index(K: int) -> np.ndarray:
+    i = np.arange(K)
+    return np.minimum.outer(i, i)
 
 
 #: condensed rows prefer keys far from the keys' centroid (docs/theory.md §7); False: uniform key weights
@@ -221,8 +221,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     gapP = _lower(qbar)
     gapP -= Pb
     np.maximum(gapP, 0.0, out=gapP)
-    if finite_T:
-        ex = np.where(_upper_mask(K), ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
+    if finite_T:  # ex is already the lower (earlier) row's excess of each pair; weight m²/(n n)
         ex *= geo.shared2
     if kind == "softmax":
         q_out = pown + gap * y2
@@ -250,12 +249,18 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
     V = geo.vis
     inv_n = geo.inv_n
     one = geo.n < 2
+    G, K = qa.shape
     dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
-    X = np.matmul(pa, V.T)  # X[k, i]: mean overlap of a key in bin k with the keys of row bin i
-    M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+    # X[k, i]: mean overlap of a key in bin k with the keys of row bin i (one GEMM over the whole chunk)
+    X = (pa.reshape(G * K, K) @ V.T).reshape(G, K, K)
     dV = dg @ V.T  # mean within-bin overlap over each row's keys
     qbar = qa @ V.T
-    pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+    if KEY_PREFERENCE:  # only the diagonal of V p Vᵀ is needed before the key weights
+        Mdiag = np.einsum("ik,gki->gi", V, X)
+    else:
+        M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+        Mdiag = np.diagonal(M, axis1=-2, axis2=-1)
+    pown = (Mdiag - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
     pown = np.where(one, qbar, pown)
     gap = np.maximum(qbar - pown, 0.0)
     spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
@@ -276,13 +281,16 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
 
 def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
     """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
-    each pair (row i against bin j, before symmetrisation); one table per bin's key count."""
+    each pair, taken at the lower (earlier) row bin of the pair (``(G, K, K)``, symmetric); one table per
+    bin's key count."""
     G, K = b.shape
     T = float(geo.seq_len)
     inv_n = geo.inv_n
     y2 = np.empty((G, K))
     ent: Any = np.zeros((G, K)) if want_entropy else None
-    ex: Any = np.zeros((G, K, K)) if finite_T else None
+    # the excess of row bin i against bin j is affine in the query cosine: e0_i + e1_i c_ij
+    e0: Any = np.zeros((G, K)) if finite_T else None
+    e1: Any = np.zeros((G, K)) if finite_T else None
     c_lo: Any = c.min(axis=2) if finite_T else None  # each row's smallest and largest query cosine
     c_hi: Any = c.max(axis=2) if finite_T else None
     for i in range(K):
@@ -300,7 +308,12 @@ def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: b
         if want_entropy:
             ent[:, i] = st.entropy
         if finite_T:
-            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], c_lo[:, i], c_hi[:, i], n, T)
+            e0[:, i], e1[:, i] = _excess_overlap_line(b[:, i], c_lo[:, i], c_hi[:, i], n, T)
+    if not finite_T:
+        return y2, ent, None
+    ex = _lower(e1)
+    ex *= c
+    ex += _lower(e0)
     return y2, ent, ex
 
 
@@ -323,20 +336,26 @@ def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
     T = float(geo.seq_len)
     n = np.maximum(geo.n, 1.0)
     lam = 0.5 * np.minimum(b * b * math.log(T), 2.0 * np.log(n))  # (G, K) per row bin
-    g = qa[:, :, None] - 2.0 * X + pown[:, None, :]  # [g, k, i]
+    # z = λ (g/ḡ − 1) with g = q_k − 2 X_ki + p̄_i, built in place in one (G, K, K) buffer
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = lam[:, None, :] * (g / np.where(gap > 0, gap, 1.0)[:, None, :] - 1.0)
+        r = lam / np.where(gap > 0, gap, 1.0)  # λ/ḡ per row bin
+    z = np.multiply(X, -2.0)
+    z += qa[:, :, None]
+    z += pown[:, None, :]
+    z *= r[:, None, :]
+    z -= lam[:, None, :]
     np.clip(z, -30.0, 30.0, out=z)
-    w = V.T[None] * np.exp(z)
-    w /= w.sum(axis=1, keepdims=True)
-    return w.transpose(0, 2, 1)
+    np.exp(z, out=z)
+    z *= V.T[None]
+    z /= z.sum(axis=1, keepdims=True)
+    return z.transpose(0, 2, 1)
 
 
-def _excess_overlap_row(b, c, lo, hi, n: float, T: float) -> np.ndarray:
-    """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
+def _excess_overlap_line(b, lo, hi, n: float, T: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ov(c) − 1/n ≈ e0 + e1 c`` for one row bin, ``(G,)`` each.
 
-    Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
-    in c between them (the overlap is smooth and monotone in c; exact at both ends).
+    Two table reads per grid point, at the smallest and largest query cosine ``lo``, ``hi`` of the row, and
+    linear interpolation in c between them (the overlap is smooth and monotone in c; exact at both ends).
     """
     both = np.concatenate([lo, hi])  # the row's smallest and largest cosine
     ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
@@ -344,7 +363,7 @@ def _excess_overlap_row(b, c, lo, hi, n: float, T: float) -> np.ndarray:
     e_lo, e_hi = ov[:G], ov[G:]
     span = hi - lo
     slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
-    return e_lo[:, None] + slope[:, None] * (c - lo[:, None])
+    return e_lo - slope * lo, slope
 
 
 # --------------------------------------------------------------------------- the other pieces
