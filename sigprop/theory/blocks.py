@@ -470,8 +470,100 @@ def block(q, p, spec, *, finite_T: bool = True, scale=1.0, want_entropy: bool = 
 
 def block_positions(q, p, spec, geo: rows.RowGeometry, *, finite_T: bool = True, scale=1.0,
                     want_entropy: bool = True) -> BlockOut:
-    """One block of a causal ``spec`` on a per-position state ``q`` ``(..., K)``, ``p`` ``(..., K, K)``."""
-    return _block(q, p, spec, geo, finite_T, scale, want_entropy)
+    """One block of a causal ``spec`` on a per-position state ``q`` ``(..., K)``, ``p`` ``(..., K, K)``.
+
+    ``p`` is symmetric, so outside the attention (value, residual, LayerNorm, MLP) it is carried as its
+    upper triangle, ``K(K+1)/2`` pairs (:func:`pack_pairs`): the same maps on half the numbers.
+    """
+    return _block_packed(q, p, spec, geo, finite_T, scale, want_entropy)
+
+
+@functools.lru_cache(maxsize=16)
+def _pack_index(K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices of the upper triangle (i ≤ j) of a K × K matrix, its row and column bins, and for each
+    of the K² entries the packed index of (min(i, j), max(i, j))."""
+    iu, ju = np.triu_indices(K)
+    pos = np.empty((K, K), dtype=np.intp)
+    pos[iu, ju] = np.arange(iu.size)
+    pos[ju, iu] = pos[iu, ju]
+    return iu * K + ju, iu, ju, pos.ravel()
+
+
+def pack_pairs(p: np.ndarray) -> np.ndarray:
+    """Upper triangle ``(..., K(K+1)/2)`` of symmetric per-pair arrays ``(..., K, K)``."""
+    K = p.shape[-1]
+    return np.take(p.reshape(*p.shape[:-2], K * K), _pack_index(K)[0], axis=-1)
+
+
+def unpack_pairs(pk: np.ndarray, K: int) -> np.ndarray:
+    """The symmetric ``(..., K, K)`` arrays of packed pairs (inverse of :func:`pack_pairs`)."""
+    return np.take(pk, _pack_index(K)[3], axis=-1).reshape(*pk.shape[:-1], K, K)
+
+
+def _layernorm_packed(q, pk, K: int):
+    """:func:`layernorm_positions` of a packed state."""
+    q = np.asarray(q, dtype=float)
+    if q.ndim == 0:
+        return np.asarray(1.0), cosine(pk, q)
+    _, iu, ju, _ = _pack_index(K)
+    if not np.all(q > 0):  # zero tokens read as identical (cosine 1), as in :func:`cosine`
+        sq = np.sqrt(np.maximum(q, 0.0))
+        return np.asarray(1.0), cosine(pk, np.take(sq, iu, axis=-1) * np.take(sq, ju, axis=-1))
+    inv = 1.0 / np.sqrt(q)
+    c = pk * np.take(inv, iu, axis=-1)
+    c *= np.take(inv, ju, axis=-1)
+    return np.asarray(1.0), np.clip(c, 0.0, 1.0, out=c)
+
+
+def _block_packed(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockOut:
+    """:func:`_block` of a per-position state with the pairs packed outside the attention."""
+    K = geo.size
+    p = np.asarray(p, dtype=float)
+    full, pk = p, pack_pairs(p)  # ``full``: the unpacked form of ``pk`` while it is still valid
+    one = functools.partial(_axes, k=1)  # grid parameters against (..., K) and (..., K(K+1)/2) alike
+    pre = spec.norm == "pre"
+    cbar = rope_cbar(spec)
+    att = None
+    for sub in spec_recipe(spec):
+        if sub.norm_in:
+            qn, pn = _layernorm_packed(q, pk, K)
+            fn = None
+        else:
+            qn, pn, fn = q, pk, full
+        bq = bp = None
+        for kind in sub.branches:
+            if kind == "attn":
+                qa = np.asarray(qn, dtype=float)
+                if qa.ndim == 0 or qa.shape[-1:] != (K,):
+                    qa = np.broadcast_to(qa[..., None], (*qa.shape, K))
+                pa = unpack_pairs(pn, K) if fn is None else fn
+                att = causal_attention(qa, pa, spec.beta, geo, kind=spec.attention, finite_T=finite_T,
+                                       want_entropy=want_entropy, cbar=cbar)
+                bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
+                xq = one(spec.sigma_v2) * att.q + one(bias_v)
+                xp = pack_pairs(att.p)
+                xp *= one(spec.sigma_v2)
+                xp += one(bias_v)
+            elif np.ndim(qn) == 0:  # after a LayerNorm: one q for every position
+                xq, xp = mlp(qn, pn, spec.activation, one(spec.sigma_w2), one(spec.sigma_b2),
+                             None if spec.sigma_w2_out is None else one(spec.sigma_w2_out))
+            else:  # per-position q (no LayerNorm before the MLP): the pair form of the unpacked state
+                two = functools.partial(_axes, k=2)
+                xq, xpf = mlp(qn, unpack_pairs(pn, K), spec.activation, two(spec.sigma_w2), two(spec.sigma_b2),
+                              None if spec.sigma_w2_out is None else two(spec.sigma_w2_out))
+                xq = np.asarray(xq)[..., 0] if np.ndim(xq) >= 2 else xq
+                xp = pack_pairs(np.broadcast_to(xpf, np.broadcast_shapes(np.shape(xpf), (K, K))))
+            if pre:
+                xq, xp = xq / one(scale), xp / one(scale)
+            bq, bp = (xq, xp) if bq is None else (bq + xq, bp + xp)
+        a2 = one(np.asarray(getattr(spec, sub.alpha), dtype=float) ** 2)
+        q = a2 * q + bq
+        pk = a2 * pk + bp
+        full = None
+        if sub.norm_out:
+            q, pk = _layernorm_packed(q, pk, K)
+    assert att is not None  # every recipe has an attention branch
+    return BlockOut(q, unpack_pairs(np.asarray(pk, dtype=float), K), att)
 
 
 def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockOut:
