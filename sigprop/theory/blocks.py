@@ -503,7 +503,7 @@ def unpack_pairs(pk: np.ndarray, K: int) -> np.ndarray:
 def _layernorm_packed(q, pk, K: int):
     """:func:`layernorm_positions` of a packed state."""
     q = np.asarray(q, dtype=float)
-    if q.ndim == 0:
+    if q.ndim == 0 or (K > 1 and q.shape[-1] == 1):  # the same q at every position
         return np.asarray(1.0), cosine(pk, q)
     _, iu, ju, _ = _pack_index(K)
     if not np.all(q > 0):  # zero tokens read as identical (cosine 1), as in :func:`cosine`
@@ -547,6 +547,8 @@ def _block_packed(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) ->
             elif np.ndim(qn) == 0:  # after a LayerNorm: one q for every position
                 xq, xp = mlp(qn, pn, spec.activation, one(spec.sigma_w2), one(spec.sigma_b2),
                              None if spec.sigma_w2_out is None else one(spec.sigma_w2_out))
+                if np.ndim(xq) and np.shape(xq)[-1] != 1:  # K₁₁ broadcast over the pairs: one per point
+                    xq = np.asarray(xq)[..., :1]
             else:  # per-position q (no LayerNorm before the MLP): the pair form of the unpacked state
                 two = functools.partial(_axes, k=2)
                 xq, xpf = mlp(qn, unpack_pairs(pn, K), spec.activation, two(spec.sigma_w2), two(spec.sigma_b2),
