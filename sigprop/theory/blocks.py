@@ -121,7 +121,7 @@ def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: boo
     if W is not None and finite_T:  # rows far apart share fewer keys: O = S + S₂ (ov − 1/n), Y² its 1/n mean
         geo = rows.geometry(int(seq_len), False, W)
         inv_n = float(geo.inv_n[0])
-        y2 = y2 + (inv_n - 1.0 / n_row)
+        y2 = np.clip(y2 + (inv_n - 1.0 / n_row), 0.0, 1.0)  # a condensed row's Y² ≈ 1 stays ≤ 1
         ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - 1.0 / n_row)
         inv_pair = float(geo.shared[0, 0])
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
@@ -171,7 +171,7 @@ KEY_PREFERENCE = True
 
 
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
-                     want_entropy: bool = True, cbar: float | None = None) -> AttentionOut:
+                     want_entropy: bool = True, cbar: float | None = None, packed: bool = False) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
 
     ``qa`` ``(..., K)``: q of the tokens of each position bin; ``pa`` ``(..., K, K)``: overlaps of distinct
@@ -194,6 +194,8 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     Bin means of the exactly known 1/n and m/(n n) parts come from :func:`sigprop.theory.rows.geometry`; the
     REM excesses (Y²_t − 1/n_t, ov − 1/n) are evaluated at each bin's representative row. T = ∞
     (``finite_T=False``): ``Y²_t = 1 − m_t`` with ``m_t = √2/(b_t sqrt(ln T/ln n_t))`` and ``O = 0``.
+
+    ``packed``: return ``p`` as its upper triangle ``(..., K(K+1)/2)`` (:func:`pack_pairs`; it is symmetric).
     """
     K = geo.size
     qa = np.asarray(qa, dtype=float)
@@ -216,13 +218,26 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
             c = pa * inv_sq[:, :, None]
             c *= inv_sq[:, None, :]
             np.clip(c, 0.0, 1.0, out=c)
-    y2, ent, ex = _row_statistics(b, c, geo, finite_T, want_entropy)
+    y2, ent, e0, e1 = _row_statistics(b, c, geo, finite_T, want_entropy)
     np.clip(y2, 0.0, 1.0, out=y2)
-    gapP = _lower(qbar)
+    S2 = geo.shared2
+    lower = _lower
+    if packed:  # the pair arrays below on the upper triangle only (lower bin of pair (i ≤ j): i)
+        idx, iu, _, _ = _pack_index(K)
+        S, S2 = S.ravel()[idx], S2.ravel()[idx]
+        Pb = np.take(Pb.reshape(G, K * K), idx, axis=-1)
+        c = np.take(c.reshape(G, K * K), idx, axis=-1) if finite_T else None
+
+        def lower(x):
+            return np.take(x, iu, axis=-1)
+    gapP = lower(qbar)
     gapP -= Pb
     np.maximum(gapP, 0.0, out=gapP)
-    if finite_T:  # ex is already the lower (earlier) row's excess of each pair; weight m²/(n n)
-        ex *= geo.shared2
+    if finite_T:  # REM excess overlap of each pair, at its lower (earlier) row bin, weight m²/(n n)
+        ex = lower(e1)
+        ex *= c
+        ex += lower(e0)
+        ex *= S2
     if kind == "softmax":
         q_out = pown + gap * y2
         if finite_T:
@@ -234,12 +249,12 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
             p_out = Pb
     else:
         q_out = gap * np.maximum(y2 - (inv_n if finite_T else 0.0), 0.0)
-        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
+        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros(Pb.shape)
     qm, pm = all_tokens(qa, pa, geo)
     qgap = qm * np.maximum(qm - pm, 0.0)
     condensed = bt * np.sqrt(qgap) > rem.SQRT2  # of the all-token state (as for an encoder)
     entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
-    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
+    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, *p_out.shape[1:]), (y2 @ geo.row_w).reshape(shape),
                         entm, condensed.reshape(shape), qgap.reshape(shape))
 
 
@@ -281,8 +296,8 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
 
 def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
     """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
-    each pair, taken at the lower (earlier) row bin of the pair (``(G, K, K)``, symmetric); one table per
-    bin's key count."""
+    each row bin as a line in the query cosine, ``e0 + e1 c`` (``(G, K)`` each); one table per bin's key
+    count."""
     G, K = b.shape
     T = float(geo.seq_len)
     inv_n = geo.inv_n
@@ -309,12 +324,7 @@ def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: b
             ent[:, i] = st.entropy
         if finite_T:
             e0[:, i], e1[:, i] = _excess_overlap_line(b[:, i], c_lo[:, i], c_hi[:, i], n, T)
-    if not finite_T:
-        return y2, ent, None
-    ex = _lower(e1)
-    ex *= c
-    ex += _lower(e0)
-    return y2, ent, ex
+    return y2, ent, e0, e1
 
 
 def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
@@ -473,7 +483,8 @@ def block_positions(q, p, spec, geo: rows.RowGeometry, *, finite_T: bool = True,
     """One block of a causal ``spec`` on a per-position state ``q`` ``(..., K)``, ``p`` ``(..., K, K)``.
 
     ``p`` is symmetric, so outside the attention (value, residual, LayerNorm, MLP) it is carried as its
-    upper triangle, ``K(K+1)/2`` pairs (:func:`pack_pairs`): the same maps on half the numbers.
+    upper triangle, ``K(K+1)/2`` pairs (:func:`pack_pairs`): the same maps on half the numbers. The
+    returned ``attn.p`` is packed in the same way (:func:`unpack_pairs`).
     """
     return _block_packed(q, p, spec, geo, finite_T, scale, want_entropy)
 
@@ -538,11 +549,10 @@ def _block_packed(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) ->
                     qa = np.broadcast_to(qa[..., None], (*qa.shape, K))
                 pa = unpack_pairs(pn, K) if fn is None else fn
                 att = causal_attention(qa, pa, spec.beta, geo, kind=spec.attention, finite_T=finite_T,
-                                       want_entropy=want_entropy, cbar=cbar)
+                                       want_entropy=want_entropy, cbar=cbar, packed=True)
                 bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
                 xq = one(spec.sigma_v2) * att.q + one(bias_v)
-                xp = pack_pairs(att.p)
-                xp *= one(spec.sigma_v2)
+                xp = att.p * one(spec.sigma_v2)
                 xp += one(bias_v)
             elif np.ndim(qn) == 0:  # after a LayerNorm: one q for every position
                 xq, xp = mlp(qn, pn, spec.activation, one(spec.sigma_w2), one(spec.sigma_b2),
