@@ -484,9 +484,16 @@ def block_positions(q, p, spec, geo: rows.RowGeometry, *, finite_T: bool = True,
 
     ``p`` is symmetric, so outside the attention (value, residual, LayerNorm, MLP) it is carried as its
     upper triangle, ``K(K+1)/2`` pairs (:func:`pack_pairs`): the same maps on half the numbers. The
-    returned ``attn.p`` is packed in the same way (:func:`unpack_pairs`).
+    returned ``attn.p`` is packed in the same way (:func:`unpack_pairs`). With :data:`PACK_PAIRS` off
+    every pair map runs on the full ``(..., K, K)`` arrays (the straightforward form; same results).
     """
-    return _block_packed(q, p, spec, geo, finite_T, scale, want_entropy)
+    if PACK_PAIRS:
+        return _block_packed(q, p, spec, geo, finite_T, scale, want_entropy)
+    return _block(q, p, spec, geo, finite_T, scale, want_entropy)
+
+
+#: carry the symmetric pair state of a causal block as its upper triangle (False: full K × K arrays)
+PACK_PAIRS = True
 
 
 @functools.lru_cache(maxsize=16)
