@@ -281,7 +281,7 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
     spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
     b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
     if KEY_PREFERENCE:
-        W = _key_weights(V, X, qa, pown, gap, b, geo)
+        W = _key_weights(V, X, qa, pown, gap, b, geo)  # overwrites X
         M = np.matmul(np.matmul(W, pa), W.transpose(0, 2, 1))
         dV = np.einsum("gik,gk->gi", W, dg)
         qbar = np.einsum("gik,gk->gi", W, qa)
@@ -289,7 +289,9 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
         pown = np.where(one, qbar, pown)
         gap = np.maximum(qbar - pown, 0.0)
     Pb = M
-    Pb -= _lower(dV) * geo.shared
+    own = _lower(dV)
+    own *= geo.shared
+    Pb -= own
     Pb *= geo.inv_one_minus_shared
     return qbar, pown, gap, b, Pb
 
@@ -349,7 +351,8 @@ def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
     # z = λ (g/ḡ − 1) with g = q_k − 2 X_ki + p̄_i, built in place in one (G, K, K) buffer
     with np.errstate(divide="ignore", invalid="ignore"):
         r = lam / np.where(gap > 0, gap, 1.0)  # λ/ḡ per row bin
-    z = np.multiply(X, -2.0)
+    z = X  # X is not needed after the weights: reuse its buffer
+    z *= -2.0
     z += qa[:, :, None]
     z += pown[:, None, :]
     z *= r[:, None, :]
