@@ -10,7 +10,7 @@
 4. a causal (decoder) 200×200 (β, α_SA) diagram at L = 12, T = 512, finite T (position-resolved state,
    docs/theory.md §7), second call (tables built), with the pair state packed as its upper triangle (ours)
    against the straightforward full K × K pair arrays (``blocks.PACK_PAIRS = False``); goal ≤ 2 s.
-   ``--causal-only`` runs just this part.
+   ``--causal-only`` runs just this part, ``--skip-causal`` all but it.
 """
 
 from __future__ import annotations
@@ -93,11 +93,13 @@ def main() -> None:
     ap.add_argument("--dblquad-points", type=int, default=3)
     ap.add_argument("--causal-depth", type=int, default=12)
     ap.add_argument("--causal-only", action="store_true")
+    ap.add_argument("--skip-causal", action="store_true")
     a = ap.parse_args()
     n, L = a.n, a.depth
     betas = np.linspace(0.05, 4.0, n)
     alphas = np.linspace(0.0, 3.0, n)
-    causal_diagram(n, a.causal_depth, betas, alphas)
+    if not a.skip_causal:
+        causal_diagram(n, a.causal_depth, betas, alphas)
     if a.causal_only:
         return
     rows = []
