@@ -279,7 +279,10 @@ def test_chunked_causal_grid_equals_one_pass(monkeypatch):
     whole = propagate(spec)
     calls = []
     monkeypatch.setattr(P, "CHUNK", 5)
+    monkeypatch.setattr(P, "THREADS", 3)  # the three chunks side by side in threads
     parts = propagate(spec, progress=lambda ell, L: calls.append((ell, L)))
+    layers = [c[0] for c in calls]
+    assert layers == sorted(layers) and calls[-1] == (4, 4) and len(calls) == 3 * 4  # monotone progress
     for name in ("rho", "q", "y2", "entropy", "beta_c", "condensed", "rho_last", "q_pos"):
         # equal up to the summation order of batched products
         np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-9, atol=1e-12, err_msg=name)
