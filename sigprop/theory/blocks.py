@@ -119,6 +119,7 @@ def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: boo
         inv_n = 1.0 / float(seq_len)
     inv_pair = inv_n
     if W is not None and finite_T:  # rows far apart share fewer keys: O = S + S₂ (ov − 1/n), Y² its 1/n mean
+        assert n_row is not None  # W is set
         geo = rows.geometry(int(seq_len), False, W)
         inv_n = float(geo.inv_n[0])
         y2 = np.clip(y2 + (inv_n - 1.0 / n_row), 0.0, 1.0)  # a condensed row's Y² ≈ 1 stays ≤ 1
@@ -209,7 +210,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     inv_n = geo.inv_n
     S = geo.shared
     qbar, pown, gap, b, Pb = _key_means(qa, pa, bt, geo, cbar)
-    c = None
+    c: Any = None
     if finite_T:
         if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q
             c = np.clip(pa * (1.0 / max(float(qa[0, 0]), 1e-300)), 0.0, 1.0)
