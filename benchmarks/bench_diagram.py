@@ -6,7 +6,11 @@
 2. a straightforward per-point Python loop of the same maps (scalar math, closed-form ReLU kernel),
    timed on a sample of points and scaled to the grid;
 3. the same with tanh, against a per-point scipy ``dblquad`` of the MLP kernel (the authors' approach),
-   timed on a few kernel evaluations and scaled to the 200×200×60 evaluations a diagram needs.
+   timed on a few kernel evaluations and scaled to the 200×200×60 evaluations a diagram needs;
+4. a causal (decoder) 200×200 (β, α_SA) diagram at L = 12, T = 512, finite T (position-resolved state,
+   docs/theory.md §7), second call (tables built), with the pair state packed as its upper triangle (ours)
+   against the straightforward full K × K pair arrays (``blocks.PACK_PAIRS = False``); goal ≤ 2 s.
+   ``--causal-only`` runs just this part, ``--skip-causal`` all but it.
 """
 
 from __future__ import annotations
@@ -63,16 +67,41 @@ def tanh_dblquad(q1: float, c: float) -> tuple[float, float]:
     return k11, k12
 
 
+def causal_diagram(n: int, depth: int, betas: np.ndarray, alphas: np.ndarray) -> None:
+    """Causal diagram, packed pair state (ours) vs full K × K pair arrays, side by side (best of 3 each)."""
+    from sigprop.theory import blocks
+
+    spec = Spec(depth=depth, causal=True, seq_len=512)
+    run = lambda: diagram(spec, ("beta", betas), ("alpha_sa", alphas))  # noqa: E731
+    run()  # build the finite-T tables of the causal rows
+    times = {}
+    for packed in (True, False):
+        blocks.PACK_PAIRS = packed
+        try:
+            times[packed] = best_of(run)
+        finally:
+            blocks.PACK_PAIRS = True
+    print(f"causal {n}x{n} diagram, L={depth}, T=512, finite T: packed pairs (ours) {times[True]:.2f} s, "
+          f"full KxK pairs {times[False]:.2f} s, speed-up {times[False] / times[True]:.2f}x (goal <= 2 s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--depth", type=int, default=60)
     ap.add_argument("--loop-points", type=int, default=400)
     ap.add_argument("--dblquad-points", type=int, default=3)
+    ap.add_argument("--causal-depth", type=int, default=12)
+    ap.add_argument("--causal-only", action="store_true")
+    ap.add_argument("--skip-causal", action="store_true")
     a = ap.parse_args()
     n, L = a.n, a.depth
     betas = np.linspace(0.05, 4.0, n)
     alphas = np.linspace(0.0, 3.0, n)
+    if not a.skip_causal:
+        causal_diagram(n, a.causal_depth, betas, alphas)
+    if a.causal_only:
+        return
     rows = []
 
     for act in ("relu", "tanh"):

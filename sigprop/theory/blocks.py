@@ -119,9 +119,10 @@ def _attention(q, p, beta, seq_len, kind: str, finite_T: bool, want_entropy: boo
         inv_n = 1.0 / float(seq_len)
     inv_pair = inv_n
     if W is not None and finite_T:  # rows far apart share fewer keys: O = S + S₂ (ov − 1/n), Y² its 1/n mean
+        assert n_row is not None  # W is set
         geo = rows.geometry(int(seq_len), False, W)
         inv_n = float(geo.inv_n[0])
-        y2 = y2 + (inv_n - 1.0 / n_row)
+        y2 = np.clip(y2 + (inv_n - 1.0 / n_row), 0.0, 1.0)  # a condensed row's Y² ≈ 1 stays ≤ 1
         ov = geo.shared[0, 0] + geo.shared2[0, 0] * (ov - 1.0 / n_row)
         inv_pair = float(geo.shared[0, 0])
     condensed = b_eff > rem.SQRT2  # β > β_c = sqrt(2 / (q (q − p)))
@@ -157,13 +158,13 @@ def all_tokens(q, p, geo: rows.RowGeometry, *, last: bool = False) -> tuple[np.n
 
 def _lower(x: np.ndarray) -> np.ndarray:
     """``X_ij = x_min(i,j)``: the value of the lower (earlier) bin of each pair, ``(G, K)`` → ``(G, K, K)``."""
-    K = x.shape[-1]
-    return np.where(_upper_mask(K), x[..., :, None], x[..., None, :])
+    return np.take(x, _lower_index(x.shape[-1]), axis=-1)  # C-ordered (fancy indexing would not be)
 
 
 @functools.lru_cache(maxsize=16)
-def _upper_mask(K: int) -> np.ndarray:
-    return np.triu(np.ones((K, K), dtype=bool))
+def _lower_index(K: int) -> np.ndarray:
+    i = np.arange(K)
+    return np.minimum.outer(i, i)
 
 
 #: condensed rows prefer keys far from the keys' centroid (docs/theory.md §7); False: uniform key weights
@@ -171,7 +172,7 @@ KEY_PREFERENCE = True
 
 
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
-                     want_entropy: bool = True, cbar: float | None = None) -> AttentionOut:
+                     want_entropy: bool = True, cbar: float | None = None, packed: bool = False) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
 
     ``qa`` ``(..., K)``: q of the tokens of each position bin; ``pa`` ``(..., K, K)``: overlaps of distinct
@@ -194,6 +195,8 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     Bin means of the exactly known 1/n and m/(n n) parts come from :func:`sigprop.theory.rows.geometry`; the
     REM excesses (Y²_t − 1/n_t, ov − 1/n) are evaluated at each bin's representative row. T = ∞
     (``finite_T=False``): ``Y²_t = 1 − m_t`` with ``m_t = √2/(b_t sqrt(ln T/ln n_t))`` and ``O = 0``.
+
+    ``packed``: return ``p`` as its upper triangle ``(..., K(K+1)/2)`` (:func:`pack_pairs`; it is symmetric).
     """
     K = geo.size
     qa = np.asarray(qa, dtype=float)
@@ -207,7 +210,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     inv_n = geo.inv_n
     S = geo.shared
     qbar, pown, gap, b, Pb = _key_means(qa, pa, bt, geo, cbar)
-    c = None
+    c: Any = None
     if finite_T:
         if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q
             c = np.clip(pa * (1.0 / max(float(qa[0, 0]), 1e-300)), 0.0, 1.0)
@@ -216,14 +219,26 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
             c = pa * inv_sq[:, :, None]
             c *= inv_sq[:, None, :]
             np.clip(c, 0.0, 1.0, out=c)
-    y2, ent, ex = _row_statistics(b, c, geo, finite_T, want_entropy)
+    y2, ent, e0, e1 = _row_statistics(b, c, geo, finite_T, want_entropy)
     np.clip(y2, 0.0, 1.0, out=y2)
-    gapP = _lower(qbar)
+    S2 = geo.shared2
+    lower = _lower
+    if packed:  # the pair arrays below on the upper triangle only (lower bin of pair (i ≤ j): i)
+        idx, iu, _, _ = _pack_index(K)
+        S, S2 = S.ravel()[idx], S2.ravel()[idx]
+        Pb = np.take(Pb.reshape(G, K * K), idx, axis=-1)
+        c = np.take(c.reshape(G, K * K), idx, axis=-1) if finite_T else None
+
+        def lower(x):
+            return np.take(x, iu, axis=-1)
+    gapP = lower(qbar)
     gapP -= Pb
     np.maximum(gapP, 0.0, out=gapP)
-    if finite_T:
-        ex = np.where(_upper_mask(K), ex, ex.transpose(0, 2, 1))  # the lower (earlier) row of each pair
-        ex *= geo.shared2
+    if finite_T:  # REM excess overlap of each pair, at its lower (earlier) row bin, weight m²/(n n)
+        ex = lower(e1)
+        ex *= c
+        ex += lower(e0)
+        ex *= S2
     if kind == "softmax":
         q_out = pown + gap * y2
         if finite_T:
@@ -235,12 +250,12 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
             p_out = Pb
     else:
         q_out = gap * np.maximum(y2 - (inv_n if finite_T else 0.0), 0.0)
-        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros((G, K, K))
+        p_out = gapP * np.maximum(ex, 0.0) if finite_T else np.zeros(Pb.shape)
     qm, pm = all_tokens(qa, pa, geo)
     qgap = qm * np.maximum(qm - pm, 0.0)
     condensed = bt * np.sqrt(qgap) > rem.SQRT2  # of the all-token state (as for an encoder)
     entm = None if ent is None else (ent @ geo.row_w).reshape(shape)
-    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, K, K), (y2 @ geo.row_w).reshape(shape),
+    return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, *p_out.shape[1:]), (y2 @ geo.row_w).reshape(shape),
                         entm, condensed.reshape(shape), qgap.reshape(shape))
 
 
@@ -250,18 +265,24 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
     V = geo.vis
     inv_n = geo.inv_n
     one = geo.n < 2
+    G, K = qa.shape
     dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
-    X = np.matmul(pa, V.T)  # X[k, i]: mean overlap of a key in bin k with the keys of row bin i
-    M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+    # X[k, i]: mean overlap of a key in bin k with the keys of row bin i (one GEMM over the whole chunk)
+    X = (pa.reshape(G * K, K) @ V.T).reshape(G, K, K)
     dV = dg @ V.T  # mean within-bin overlap over each row's keys
     qbar = qa @ V.T
-    pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
+    if KEY_PREFERENCE:  # only the diagonal of V p Vᵀ is needed before the key weights
+        Mdiag = np.einsum("ik,gki->gi", V, X)
+    else:
+        M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+        Mdiag = np.diagonal(M, axis1=-2, axis2=-1)
+    pown = (Mdiag - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
     pown = np.where(one, qbar, pown)
     gap = np.maximum(qbar - pown, 0.0)
     spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
     b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
     if KEY_PREFERENCE:
-        W = _key_weights(V, X, qa, pown, gap, b, geo)
+        W = _key_weights(V, X, qa, pown, gap, b, geo)  # overwrites X
         M = np.matmul(np.matmul(W, pa), W.transpose(0, 2, 1))
         dV = np.einsum("gik,gk->gi", W, dg)
         qbar = np.einsum("gik,gk->gi", W, qa)
@@ -269,22 +290,28 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
         pown = np.where(one, qbar, pown)
         gap = np.maximum(qbar - pown, 0.0)
     Pb = M
-    Pb -= _lower(dV) * geo.shared
+    own = _lower(dV)
+    own *= geo.shared
+    Pb -= own
     Pb *= geo.inv_one_minus_shared
     return qbar, pown, gap, b, Pb
 
 
 def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
     """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
-    each pair (row i against bin j, before symmetrisation); one table per bin's key count."""
+    each row bin as a line in the query cosine, ``e0 + e1 c`` (``(G, K)`` each); one table per bin's key
+    count."""
     G, K = b.shape
     T = float(geo.seq_len)
     inv_n = geo.inv_n
     y2 = np.empty((G, K))
     ent: Any = np.zeros((G, K)) if want_entropy else None
-    ex: Any = np.zeros((G, K, K)) if finite_T else None
-    c_lo: Any = c.min(axis=2) if finite_T else None  # each row's smallest and largest query cosine
-    c_hi: Any = c.max(axis=2) if finite_T else None
+    # the excess of row bin i against bin j is affine in the query cosine: e0_i + e1_i c_ij
+    e0: Any = np.zeros((G, K)) if finite_T else None
+    e1: Any = np.zeros((G, K)) if finite_T else None
+    # each row's smallest and largest query cosine (c is symmetric: reduce over the middle axis, faster)
+    c_lo: Any = c.min(axis=1) if finite_T else None
+    c_hi: Any = c.max(axis=1) if finite_T else None
     for i in range(K):
         n = float(geo.n[i])
         if n < 2:
@@ -300,8 +327,8 @@ def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: b
         if want_entropy:
             ent[:, i] = st.entropy
         if finite_T:
-            ex[:, i, :] = _excess_overlap_row(b[:, i], c[:, i, :], c_lo[:, i], c_hi[:, i], n, T)
-    return y2, ent, ex
+            e0[:, i], e1[:, i] = _excess_overlap_line(b[:, i], c_lo[:, i], c_hi[:, i], n, T)
+    return y2, ent, e0, e1
 
 
 def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
@@ -323,20 +350,27 @@ def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
     T = float(geo.seq_len)
     n = np.maximum(geo.n, 1.0)
     lam = 0.5 * np.minimum(b * b * math.log(T), 2.0 * np.log(n))  # (G, K) per row bin
-    g = qa[:, :, None] - 2.0 * X + pown[:, None, :]  # [g, k, i]
+    # z = λ (g/ḡ − 1) with g = q_k − 2 X_ki + p̄_i, built in place in one (G, K, K) buffer
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = lam[:, None, :] * (g / np.where(gap > 0, gap, 1.0)[:, None, :] - 1.0)
+        r = lam / np.where(gap > 0, gap, 1.0)  # λ/ḡ per row bin
+    z = X  # X is not needed after the weights: reuse its buffer
+    z *= -2.0
+    z += qa[:, :, None]
+    z += pown[:, None, :]
+    z *= r[:, None, :]
+    z -= lam[:, None, :]
     np.clip(z, -30.0, 30.0, out=z)
-    w = V.T[None] * np.exp(z)
-    w /= w.sum(axis=1, keepdims=True)
-    return w.transpose(0, 2, 1)
+    np.exp(z, out=z)
+    z *= V.T[None]
+    z /= z.sum(axis=1, keepdims=True)
+    return z.transpose(0, 2, 1)
 
 
-def _excess_overlap_row(b, c, lo, hi, n: float, T: float) -> np.ndarray:
-    """``ov(c_ij) − 1/n`` for one row bin against every bin j (``c`` (G, K) query cosines).
+def _excess_overlap_line(b, lo, hi, n: float, T: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ov(c) − 1/n ≈ e0 + e1 c`` for one row bin, ``(G,)`` each.
 
-    Two table reads per grid point, at the smallest and largest cosine of the row, and linear interpolation
-    in c between them (the overlap is smooth and monotone in c; exact at both ends).
+    Two table reads per grid point, at the smallest and largest query cosine ``lo``, ``hi`` of the row, and
+    linear interpolation in c between them (the overlap is smooth and monotone in c; exact at both ends).
     """
     both = np.concatenate([lo, hi])  # the row's smallest and largest cosine
     ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
@@ -344,7 +378,7 @@ def _excess_overlap_row(b, c, lo, hi, n: float, T: float) -> np.ndarray:
     e_lo, e_hi = ov[:G], ov[G:]
     span = hi - lo
     slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
-    return e_lo[:, None] + slope[:, None] * (c - lo[:, None])
+    return e_lo - slope * lo, slope
 
 
 # --------------------------------------------------------------------------- the other pieces
@@ -451,8 +485,109 @@ def block(q, p, spec, *, finite_T: bool = True, scale=1.0, want_entropy: bool = 
 
 def block_positions(q, p, spec, geo: rows.RowGeometry, *, finite_T: bool = True, scale=1.0,
                     want_entropy: bool = True) -> BlockOut:
-    """One block of a causal ``spec`` on a per-position state ``q`` ``(..., K)``, ``p`` ``(..., K, K)``."""
+    """One block of a causal ``spec`` on a per-position state ``q`` ``(..., K)``, ``p`` ``(..., K, K)``.
+
+    ``p`` is symmetric, so outside the attention (value, residual, LayerNorm, MLP) it is carried as its
+    upper triangle, ``K(K+1)/2`` pairs (:func:`pack_pairs`): the same maps on half the numbers. The
+    returned ``attn.p`` is packed in the same way (:func:`unpack_pairs`). With :data:`PACK_PAIRS` off
+    every pair map runs on the full ``(..., K, K)`` arrays (the straightforward form; same results).
+    """
+    if PACK_PAIRS:
+        return _block_packed(q, p, spec, geo, finite_T, scale, want_entropy)
     return _block(q, p, spec, geo, finite_T, scale, want_entropy)
+
+
+#: carry the symmetric pair state of a causal block as its upper triangle (False: full K × K arrays)
+PACK_PAIRS = True
+
+
+@functools.lru_cache(maxsize=16)
+def _pack_index(K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices of the upper triangle (i ≤ j) of a K × K matrix, its row and column bins, and for each
+    of the K² entries the packed index of (min(i, j), max(i, j))."""
+    iu, ju = np.triu_indices(K)
+    pos = np.empty((K, K), dtype=np.intp)
+    pos[iu, ju] = np.arange(iu.size)
+    pos[ju, iu] = pos[iu, ju]
+    return iu * K + ju, iu, ju, pos.ravel()
+
+
+def pack_pairs(p: np.ndarray) -> np.ndarray:
+    """Upper triangle ``(..., K(K+1)/2)`` of symmetric per-pair arrays ``(..., K, K)``."""
+    K = p.shape[-1]
+    return np.take(p.reshape(*p.shape[:-2], K * K), _pack_index(K)[0], axis=-1)
+
+
+def unpack_pairs(pk: np.ndarray, K: int) -> np.ndarray:
+    """The symmetric ``(..., K, K)`` arrays of packed pairs (inverse of :func:`pack_pairs`)."""
+    return np.take(pk, _pack_index(K)[3], axis=-1).reshape(*pk.shape[:-1], K, K)
+
+
+def _layernorm_packed(q, pk, K: int):
+    """:func:`layernorm_positions` of a packed state."""
+    q = np.asarray(q, dtype=float)
+    if q.ndim == 0 or (K > 1 and q.shape[-1] == 1):  # the same q at every position
+        return np.asarray(1.0), cosine(pk, q)
+    _, iu, ju, _ = _pack_index(K)
+    if not np.all(q > 0):  # zero tokens read as identical (cosine 1), as in :func:`cosine`
+        sq = np.sqrt(np.maximum(q, 0.0))
+        return np.asarray(1.0), cosine(pk, np.take(sq, iu, axis=-1) * np.take(sq, ju, axis=-1))
+    inv = 1.0 / np.sqrt(q)
+    c = pk * np.take(inv, iu, axis=-1)
+    c *= np.take(inv, ju, axis=-1)
+    return np.asarray(1.0), np.clip(c, 0.0, 1.0, out=c)
+
+
+def _block_packed(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockOut:
+    """:func:`_block` of a per-position state with the pairs packed outside the attention."""
+    K = geo.size
+    p = np.asarray(p, dtype=float)
+    full, pk = p, pack_pairs(p)  # ``full``: the unpacked form of ``pk`` while it is still valid
+    one = functools.partial(_axes, k=1)  # grid parameters against (..., K) and (..., K(K+1)/2) alike
+    pre = spec.norm == "pre"
+    cbar = rope_cbar(spec)
+    att = None
+    for sub in spec_recipe(spec):
+        if sub.norm_in:
+            qn, pn = _layernorm_packed(q, pk, K)
+            fn = None
+        else:
+            qn, pn, fn = q, pk, full
+        bq = bp = None
+        for kind in sub.branches:
+            if kind == "attn":
+                qa = np.asarray(qn, dtype=float)
+                if qa.ndim == 0 or qa.shape[-1:] != (K,):
+                    qa = np.broadcast_to(qa[..., None], (*qa.shape, K))
+                pa = unpack_pairs(pn, K) if fn is None else fn
+                att = causal_attention(qa, pa, spec.beta, geo, kind=spec.attention, finite_T=finite_T,
+                                       want_entropy=want_entropy, cbar=cbar, packed=True)
+                bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
+                xq = one(spec.sigma_v2) * att.q + one(bias_v)
+                xp = att.p * one(spec.sigma_v2)
+                xp += one(bias_v)
+            elif np.ndim(qn) == 0:  # after a LayerNorm: one q for every position
+                xq, xp = mlp(qn, pn, spec.activation, one(spec.sigma_w2), one(spec.sigma_b2),
+                             None if spec.sigma_w2_out is None else one(spec.sigma_w2_out))
+                if np.ndim(xq) and np.shape(xq)[-1] != 1:  # K₁₁ broadcast over the pairs: one per point
+                    xq = np.asarray(xq)[..., :1]
+            else:  # per-position q (no LayerNorm before the MLP): the pair form of the unpacked state
+                two = functools.partial(_axes, k=2)
+                xq, xpf = mlp(qn, unpack_pairs(pn, K), spec.activation, two(spec.sigma_w2), two(spec.sigma_b2),
+                              None if spec.sigma_w2_out is None else two(spec.sigma_w2_out))
+                xq = np.asarray(xq)[..., 0] if np.ndim(xq) >= 2 else xq
+                xp = pack_pairs(np.broadcast_to(xpf, np.broadcast_shapes(np.shape(xpf), (K, K))))
+            if pre:
+                xq, xp = xq / one(scale), xp / one(scale)
+            bq, bp = (xq, xp) if bq is None else (bq + xq, bp + xp)
+        a2 = one(np.asarray(getattr(spec, sub.alpha), dtype=float) ** 2)
+        q = a2 * q + bq
+        pk = a2 * pk + bp
+        full = None
+        if sub.norm_out:
+            q, pk = _layernorm_packed(q, pk, K)
+    assert att is not None  # every recipe has an attention branch
+    return BlockOut(q, unpack_pairs(np.asarray(pk, dtype=float), K), att)
 
 
 def _block(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) -> BlockOut:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,6 +209,8 @@ def _record(arrays: dict[str, np.ndarray], layer: int, shape, rho, lq, attn) -> 
 #: grid points per chunk of a causal propagation: its per-pair arrays then stay cache-sized (a loop over
 #: chunks of a vectorised grid, several times faster than one pass over a 200×200 grid)
 CHUNK = 2048
+#: threads over the chunks of a causal grid (each runs single-threaded BLAS); 1 = one after the other
+THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _propagate_positions(spec: Spec, finite_T: bool, record: tuple[str, ...],
@@ -217,13 +222,27 @@ def _propagate_positions(spec: Spec, finite_T: bool, record: tuple[str, ...],
         return _propagate_chunk(spec, finite_T, record, progress)
     flat = {f.name: np.broadcast_to(v, shape).ravel() for f in dataclasses.fields(spec)
             if isinstance(v := getattr(spec, f.name), np.ndarray)}
-    starts = range(0, G, CHUNK)
+    starts = list(range(0, G, CHUNK))
     L = spec.depth
-    parts = []
-    for c, a in enumerate(starts):
-        step = None if progress is None else (lambda ell, _L, c=c: progress(max(1, (c * L + ell) // len(starts)), L))
-        parts.append(_propagate_chunk(spec.replace(**{k: v[a:a + CHUNK] for k, v in flat.items()}), finite_T,
-                                      record, step))
+    lock = threading.Lock()
+    done = [0]
+
+    def step(ell, _L):  # layers done over all chunks, reported as a monotone layer count
+        assert progress is not None
+        with lock:
+            done[0] += 1
+            progress(max(1, done[0] // len(starts)), L)
+
+    def run(a: int) -> Propagation:
+        return _propagate_chunk(spec.replace(**{k: v[a:a + CHUNK] for k, v in flat.items()}), finite_T, record,
+                                None if progress is None else step)
+
+    workers = min(THREADS, len(starts))
+    if workers > 1:  # numpy and BLAS release the GIL: chunks run side by side on the cores
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(run, starts))
+    else:
+        parts = [run(a) for a in starts]
     first = parts[0]
     out = Propagation(spec=spec, finite_T=finite_T)
     for name in (*FIELDS, "rho_last", "q_pos"):

@@ -279,7 +279,10 @@ def test_chunked_causal_grid_equals_one_pass(monkeypatch):
     whole = propagate(spec)
     calls = []
     monkeypatch.setattr(P, "CHUNK", 5)
+    monkeypatch.setattr(P, "THREADS", 3)  # the three chunks side by side in threads
     parts = propagate(spec, progress=lambda ell, L: calls.append((ell, L)))
+    layers = [c[0] for c in calls]
+    assert layers == sorted(layers) and calls[-1] == (4, 4) and len(calls) == 3 * 4  # monotone progress
     for name in ("rho", "q", "y2", "entropy", "beta_c", "condensed", "rho_last", "q_pos"):
         # equal up to the summation order of batched products
         np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-9, atol=1e-12, err_msg=name)
@@ -289,3 +292,16 @@ def test_chunked_causal_grid_equals_one_pass(monkeypatch):
         np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name))
     assert parts.rho.shape == (5, 4, 3) and parts.q_pos.shape[:3] == (5, 4, 3)
     assert calls and calls[-1] == (4, 4) and all(1 <= ell <= 4 for ell, _ in calls)
+
+
+@pytest.mark.parametrize("norm,block,attention", [("post", "sequential", "softmax"), ("pre", "sequential", "centred"),
+                                                  ("pre", "parallel", "softmax")])
+def test_packed_pairs_equal_full_pairs(monkeypatch, norm, block, attention):
+    """The packed upper-triangle pair state (the fast path) gives the full K × K computation's numbers."""
+    spec = Spec(depth=4, causal=True, seq_len=256, norm=norm, block=block, attention=attention,
+                beta=np.array([[0.3], [1.5], [4.0]]), alpha_sa=np.array([0.2, 1.0, 2.5]), q0=0.3, rho0=0.1)
+    fast = propagate(spec)
+    monkeypatch.setattr(blocks, "PACK_PAIRS", False)
+    full = propagate(spec)
+    for name in ("rho", "log_q", "y2", "entropy", "rho_last", "q_pos"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(full, name), rtol=1e-12, atol=1e-14, err_msg=name)
