@@ -47,6 +47,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import interpolate, special
@@ -326,6 +327,7 @@ def _row_direct(s: float, n: float) -> tuple[float, ...]:
     return (y2, y3, y4, pair22, ent, log_z, y1)
 
 
+# long: one two-dimensional quadrature whose grid set-up and evaluation share many local quantities
 def _overlap_point(s: float, rho: float, n: float, y2: float | None = None, cache: dict | None = None) -> float:
     """E Σ_s A_ts A_τs for two rows with per-key logit correlation ρ, std s, n keys."""
     if s == 0.0 or rho == 0.0:
@@ -411,7 +413,10 @@ def _overlap_point(s: float, rho: float, n: float, y2: float | None = None, cach
             one_minus < 0.5, np.log1p(-np.minimum(one_minus, 0.5)), np.log(np.maximum(phi2, 1e-300))
         )
     val = float(np.sum(Psi * np.exp((n - 1.0) * lphi2))) * n * du * du
-    return max(val, 1.0 / n)
+    # 1/n ≤ O ≤ Y² (Cauchy–Schwarz on two rows with the same marginals); near ρ = 1 the quadrature can
+    # overshoot Y² by ~1e-5, so the bound is applied there (Y² from the caller or one direct row)
+    cap = y2 if y2 is not None else (_row_direct(s, n)[0] if rho > 0.99 else 1.0)
+    return min(max(val, 1.0 / n), cap)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -553,7 +558,7 @@ def _cached_nodes(kind: str, n: float, shape: tuple[int, ...], compute) -> np.nd
 
 def build_shipped_tables(path: str = _SHIPPED_PATH) -> str:
     """Compute the node tables for :data:`SHIPPED_N` and write them to ``path`` (developer tool)."""
-    out = {}
+    out: dict[str, Any] = {}
     old = os.environ.get("SIGPROP_NO_TABLE_CACHE")
     os.environ["SIGPROP_NO_TABLE_CACHE"] = "1"
     try:

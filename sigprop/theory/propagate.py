@@ -341,7 +341,7 @@ def single_layer_cosine(beta, rho, seq_len=None, *, finite_T: bool = True) -> np
 
     T = ∞: ``ρ' = ρ / (ρ + (1 − ρ) Y²)``. Finite T: ``(ρ + (1 − ρ) O) / (ρ + (1 − ρ) Y²)``.
     """
-    rho = rem._check_rho(rho)
-    beta = rem._check_nonneg("beta", beta)
+    rho = rem.check_rho(rho)
+    beta = rem.check_nonneg("beta", beta)
     out = blocks.attention(1.0, rho, beta, seq_len, finite_T=finite_T and seq_len is not None)
     return _ratio(out.p, out.q)

@@ -34,14 +34,14 @@ def _f(x) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
-def _check_nonneg(name: str, x) -> np.ndarray:
+def check_nonneg(name: str, x) -> np.ndarray:
     x = _f(x)
     if np.any(~np.isfinite(x)) or np.any(x < 0):
         raise ValueError(f"{name} must be finite and ≥ 0")
     return x
 
 
-def _check_rho(rho) -> np.ndarray:
+def check_rho(rho) -> np.ndarray:
     rho = _f(rho)
     if np.any(~np.isfinite(rho)) or np.any(rho < 0) or np.any(rho > 1):
         raise ValueError("rho must be in [0, 1]")
@@ -57,9 +57,9 @@ def _check_seq_len(seq_len) -> np.ndarray:
 
 def effective_beta(beta, rho=0.0, q=1.0) -> np.ndarray:
     """``b = β sqrt(q (q − p))`` with ``p = ρ q``: the REM inverse temperature in units where β_c = √2."""
-    beta = _check_nonneg("beta", beta)
-    rho = _check_rho(rho)
-    q = _check_nonneg("q", q)
+    beta = check_nonneg("beta", beta)
+    rho = check_rho(rho)
+    q = check_nonneg("q", q)
     return beta * q * np.sqrt(1.0 - rho)
 
 
@@ -76,7 +76,7 @@ def beta_c(q=1.0, p=0.0) -> np.ndarray:
 
 def beta_c_rho(rho) -> np.ndarray:
     """β_c(ρ) = sqrt(2/(1 − ρ)) for unit-norm tokens (q = 1, p = ρ)."""
-    rho = _check_rho(rho)
+    rho = check_rho(rho)
     return beta_c(1.0, rho)
 
 
@@ -173,9 +173,9 @@ def stats(beta, rho=0.0, seq_len=None, *, q=1.0, finite_T: bool = True) -> REMSt
     q : squared norm per dimension of the tokens the attention sees (1 after LayerNorm).
     finite_T : with a ``seq_len``, use the exact finite-T expectations (default) or the T = ∞ theory.
     """
-    beta = _check_nonneg("beta", beta)
-    rho = _check_rho(rho)
-    q = _check_nonneg("q", q)
+    beta = check_nonneg("beta", beta)
+    rho = check_rho(rho)
+    q = check_nonneg("q", q)
     if seq_len is not None:
         seq_len = _check_seq_len(seq_len)
     bc = np.broadcast_to(beta_c(q, q * rho), np.broadcast_shapes(np.shape(beta), np.shape(rho), np.shape(q)))

@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from sigprop.spec import rope_dims
+
 #: rows × frequencies evaluated at once in :func:`cbar_rows` (bounds the memory of long sequences)
 _CHUNK = 1 << 20
 
@@ -47,12 +49,8 @@ def _check(rope_fraction: float, rope_theta: float, head_dim: int, seq_len: int,
 
 
 def rotary_dims(rope_fraction: float, head_dim: int) -> int:
-    """r, the number of rotated dimensions of a head: ``int(f · d_h)`` as in HuggingFace (must be even)."""
-    r = int(float(rope_fraction) * int(head_dim) + 1e-9)
-    if r % 2:
-        raise ValueError(f"rope_fraction × head_dim must be an even number of rotated dimensions; got "
-                         f"{rope_fraction!r} × {head_dim} = {r}")
-    return r
+    """r, the number of rotated dimensions of a head: :func:`sigprop.spec.rope_dims` (the one rule)."""
+    return rope_dims(head_dim, rope_fraction)
 
 
 def frequencies(rope_fraction: float, rope_theta: float, head_dim: int) -> np.ndarray:
