@@ -18,7 +18,7 @@ import numpy as np
 
 from sigprop.diagnose import archs as _archs
 from sigprop.diagnose.extract import Effective, Reader, effective, layers_of, recorded_init
-from sigprop.diagnose.resolve import Target, resolve
+from sigprop.diagnose.resolve import Target, full_config, resolve
 from sigprop.spec import Spec
 from sigprop.theory.propagate import propagate
 
@@ -286,6 +286,7 @@ def _arch_and_effective(target: Target) -> tuple[_archs.Arch, Effective, list[st
             fast = effective_from_config(config, arch)  # closed forms: nothing built, nothing imported
             if fast is not None:
                 return arch, fast, reasons
+            config = target.config = full_config(config)  # a light view: the recorded init needs the real one
             meta, rec = recorded_init(config, _archs.builder(arch))
             return arch, effective(meta, config, arch, Reader(rec), model_type), reasons
     else:
@@ -338,7 +339,8 @@ def diagnose(target: Any, *, seq_len: int | None = None, depth: int | None = Non
         raise ValueError(f"seeds must be an integer in [0, 100]; got {seeds!r}")
     if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 2 <= seq_len <= 1_000_000):
         raise ValueError(f"seq_len must be an integer in [2, 1000000]; got {seq_len!r}")
-    tgt = resolve(target, overrides, depth)
+    # theory only: a checkpoint name or model_type resolves to a light config view (no transformers, no torch)
+    tgt = resolve(target, overrides, depth, light=not (measure and seeds > 0))
     model_type = getattr(tgt.config, "model_type", None) or type(tgt.model).__name__
     why = unsupported_reasons(tgt.config)
     if why:
