@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sigprop.measure import attention_stats, hf_is_causal, hook_points, token_stats
+from sigprop.measure import attention_stats, hf_is_causal, hook_points, keys_allowed, token_stats
 
 __all__ = ["STAT_KEYS", "block_seed", "init_streamed", "random_input_ids", "shell_seed", "stream_measure"]
 
@@ -171,9 +171,10 @@ class _Probe:
         for suffix, sel in self.sels.items():
             self.rows[layer].update({k + suffix: v for k, v in token_stats(x, sel).items()})
 
-    def record_attention(self, layer: int, A: torch.Tensor, causal: bool) -> None:
+    def record_attention(self, layer: int, A: torch.Tensor, causal: bool, mask: Any = None) -> None:
+        allowed = keys_allowed(mask, A.shape[-1])  # the block's own mask: a sliding window counts in ln n_t
         for suffix, sel in self.sels.items():
-            stats = attention_stats(A, sel, self.token_mask, causal=causal)
+            stats = attention_stats(A, sel, self.token_mask, causal=causal, allowed=allowed)
             self.rows[layer].update({k + suffix: v for k, v in stats.items()})
 
     def attention_modules(self, block: nn.Module) -> list[nn.Module]:
@@ -234,7 +235,7 @@ class _StreamedBlock(nn.Module):
         if len(got) != 1:
             raise ValueError(f"block {i + 1} of {type(probe.model).__name__}: expected one self-attention "
                              f"probability tensor, got {len(got)}")
-        probe.record_attention(i + 1, got[0], causal)
+        probe.record_attention(i + 1, got[0], causal, kwargs.get("attention_mask"))
         if probe.extra is not None:
             probe.rows[i + 1].update({k: float(v) for k, v in probe.extra(got[0], x_in, causal).items()})
         probe.record_state(i + 1, out[0] if isinstance(out, (tuple, list)) else out)
