@@ -254,11 +254,18 @@ def effective_spec(eff: Effective, seq_len: int) -> tuple[Spec, list[str]]:
 
 # ------------------------------------------------------------------------------------ theory rows
 def predicted_rows(spec: Spec) -> list[dict[str, Any]]:
-    """Per-layer theory rows (``layer``, ``rho``, ``attn_entropy_norm``, ``q``, ``y2``, ``condensed``)."""
+    """Per-layer theory rows (``layer``, ``rho``, ``attn_entropy_norm``, ``q``, ``y2``, ``condensed``).
+
+    ``attn_entropy_norm`` is put on the measurement's footing here — the one place this happens. The theory
+    (:func:`sigprop.theory.propagate.propagate`, ``entropy``) averages row entropy / ln n_t over all T rows
+    and counts a causal row with a single key (t = 1, entropy 0, ln 1 = 0) as 0, so uniform attention gives
+    (T − 1)/T there; :func:`sigprop.measure.attention_stats` averages over the rows with ≥ 2 keys only. The
+    causal prediction is therefore multiplied by T/(T − 1) (uniform attention → 1 on both sides;
+    ``tests/diagnose/test_diagnose.py::test_causal_entropy_rescaled_to_measured_rows``). Non-causal rows all
+    see ≥ 2 keys: no rescale. A sliding window does not change this: only row 1 sees one key.
+    """
     prop = propagate(spec, record=("rho", "q", "entropy", "y2", "condensed"))
-    # the theory averages entropy / ln n_t over every row, counting a causal row with one key as 0; the
-    # measurement (sigprop.measure) averages over rows with ≥ 2 keys: rescale to the same rows
-    ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0
+    ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0  # see the docstring
     rows = []
     for ell in range(spec.depth + 1):
         rows.append({"layer": ell, "rho": float(prop.rho[ell]), "q": float(prop.q[ell]),
