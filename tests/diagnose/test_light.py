@@ -159,3 +159,20 @@ def test_no_measure_on_a_table_name_imports_neither_torch_nor_transformers(args,
     assert line == "MODULES []", line
     payload = json.loads((tmp_path / "diagnose.json").read_text())
     assert payload["spec"]["depth"] >= 1 and payload["label"]
+
+
+def test_no_measure_fix_saves_a_model_built_from_the_full_config(tmp_path, capsys):
+    """--no-measure --fix --save-fixed: the light view is turned into the transformers config to build and save
+    the fixed model; the saved folder reloads and is diagnosed at the recommended β."""
+    from sigprop.cli import main
+
+    saved = tmp_path / "fixed"
+    args = ["diagnose", "bert", "--set", "hidden_size=64", "--set", "num_attention_heads=2", "--set",
+            "intermediate_size=128", "--depth", "2", "-T", "32", "--no-measure", "--fix", "--save-fixed", str(saved),
+            "--out", str(tmp_path / "o"), "--format", "json"]
+    assert main(args) == 0, capsys.readouterr().err
+    js = json.loads(capsys.readouterr().out)
+    assert js["fixed"]["saved_to"] == str(saved) and js["measured"] is None
+    back = core.diagnose(str(saved), measure=False, seq_len=32)
+    assert back.spec.depth == 2 and back.spec.width == 64
+    assert back.spec.beta == pytest.approx(js["recommendation"]["beta"], rel=0.1)  # a 64 × 64 W_Q, W_K sample
