@@ -336,7 +336,10 @@ def diagnose(target: Any, *, seq_len: int | None = None, depth: int | None = Non
     seq_len : T for β (ln T) and the probe (default: the config's positions, at most 512; ViT: its patches + 1).
     depth : override the number of layers (configs only).
     seeds : models built and probed (configs) or random inputs (a given module); 0 with ``measure``.
-    measure : run the empirical check (``False``: the theory verdict only, no weights allocated).
+    measure : run the empirical check (``False``: the theory verdict only, no weights allocated; a checkpoint
+        name or ``model_type`` of a built-in family is then read without ``transformers`` or ``torch``, and
+        ``Diagnosis.target.config`` is a :class:`~sigprop.diagnose.light.LightConfig` —
+        :func:`sigprop.diagnose.resolve.full_config` gives the ``transformers`` config).
     overrides : config fields to change (the CLI's ``--set key=value``).
     batch : random sequences per seed. device : where probes run (``"cuda"`` honoured).
     report_grid : points per axis of the β × α_SA diagram behind the verdict and recommendation.
