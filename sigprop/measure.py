@@ -17,8 +17,9 @@ each quantity computed per sequence and then averaged over the batch:
 and for ℓ ≥ 1, over the selected query rows, averaged over heads:
 
 * ``attn_entropy``: Shannon entropy ``−Σ_s A_ts ln A_ts`` of a row (nats); ≈ ``S(β, ρ) ln T`` in theory;
-* ``attn_entropy_norm``: row entropy / ``ln n_t`` with ``n_t`` the number of keys the row sees (rows with
-  one key skipped): 1 = uniform (rank-collapsing phase), → 0 = entropy collapse;
+* ``attn_entropy_norm``: row entropy / ``ln n_t`` with ``n_t`` the number of keys the row sees — real
+  keys, s ≤ t if causal, and within the model's own attention mask (a sliding window) where the model
+  hands one to its attention (rows with one key skipped): 1 = uniform (rank-collapsing phase), → 0 = entropy collapse;
 * ``attn_y2``: ``Σ_s A_ts²`` (the participation ratio ``Y^{(2)}``);
 * ``attn_singular_values`` (``spectra=True`` or an int k for the top k): singular values of the attention
   matrix of the first sequence (selected rows × its real keys), sorted per head and averaged over heads.
@@ -45,6 +46,7 @@ __all__ = [
     "Measurement",
     "attention_stats",
     "grad_norms",
+    "keys_allowed",
     "hook_points",
     "measure",
     "register_adapter",
@@ -227,20 +229,51 @@ def token_stats(X: torch.Tensor, sel: torch.Tensor, *, stable_rank: bool = True)
     return {"cosine": mean(cos), "rho_gram": mean(rho), "q": mean(qs), "stable_rank": mean(sr)}
 
 
-def _keys_seen(token_mask: torch.Tensor, causal: bool) -> torch.Tensor:
-    """``(B, T)``: number of keys n_t that query row t may attend to."""
-    km = token_mask.to(torch.float64)
-    return km.cumsum(-1) if causal else km.sum(-1, keepdim=True).expand_as(km)
+#: an additive attention mask entry at or below this masks its key (HF: the dtype's min, −inf or −10⁴)
+MASKED_BELOW = -1e4
+
+
+def keys_allowed(mask: Any, T: int) -> torch.Tensor | None:
+    """Boolean ``(B or 1, 1 or H, T, T)`` mask, True where query row t may attend to key s, from the
+    attention mask a model hands its attention (HuggingFace blocks: the ``attention_mask`` keyword, with
+    causal, sliding-window and padding masks folded in; the twin: the mask its ``probs`` module receives).
+    Boolean masks are taken as they are, additive float masks mask entries ≤ :data:`MASKED_BELOW`.
+    ``None`` when ``mask`` is not a ``(…, T, T)`` tensor (no mask, or one this cannot read)."""
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 4 or tuple(mask.shape[-2:]) != (T, T):
+        return None
+    if mask.dtype == torch.bool:
+        return mask
+    if not mask.is_floating_point():
+        return mask != 0
+    return mask > MASKED_BELOW
+
+
+def _keys_seen(token_mask: torch.Tensor, causal: bool, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 1 or H, T)``: the number of keys n_t query row t sees — the real keys (``token_mask``), only
+    s ≤ t when ``causal``, and only those the model's own mask ``allowed`` (:func:`keys_allowed`) lets
+    it attend to, e.g. a sliding window: ``min(t, W)`` keys for a causal window W (Mistral), the clipped
+    band for a local one (ModernBERT)."""
+    if allowed is None:
+        km = token_mask.to(torch.float64)
+        return (km.cumsum(-1) if causal else km.sum(-1, keepdim=True).expand_as(km))[:, None, :]
+    T = token_mask.shape[-1]
+    vis = allowed.to(device=token_mask.device, dtype=torch.bool) & token_mask.bool()[:, None, None, :]
+    if causal:
+        vis = vis & torch.ones(T, T, dtype=torch.bool, device=vis.device).tril()
+    return vis.sum(-1).to(torch.float64)
 
 
 @torch.no_grad()
 def attention_stats(
-    A: torch.Tensor, sel: torch.Tensor, token_mask: torch.Tensor, *, causal: bool, spectra: bool | int = False
+    A: torch.Tensor, sel: torch.Tensor, token_mask: torch.Tensor, *, causal: bool, spectra: bool | int = False,
+    allowed: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """``attn_entropy``, ``attn_entropy_norm``, ``attn_y2`` (and singular values) of ``A`` ``(B, H, T, T)``.
 
     Averages over the selected query rows ``sel`` ``(B, T)`` of every head; ``token_mask`` ``(B, T)`` marks
-    the real keys, ``causal`` whether row t sees only s ≤ t.
+    the real keys, ``causal`` whether row t sees only s ≤ t, ``allowed`` (optional, :func:`keys_allowed`)
+    the keys the model's mask lets row t see (a sliding window): ``attn_entropy_norm`` divides by ln n_t
+    of exactly those keys, so uniform attention over a window reads 1.
     """
     A = A.detach().to(torch.float64)
     if A.ndim == 3:
@@ -248,7 +281,7 @@ def attention_stats(
     B, H, T, _ = A.shape
     ent = -torch.xlogy(A, A).sum(-1)  # (B, H, T)
     y2 = (A * A).sum(-1)
-    n_keys = _keys_seen(token_mask, causal)[:, None, :].expand(B, H, T)
+    n_keys = _keys_seen(token_mask, causal, allowed).expand(B, H, T)
     rows = sel[:, None, :].expand(B, H, T)
     multi = rows & (n_keys > 1.5)
     out: dict[str, Any] = {
@@ -378,9 +411,19 @@ def measure(
 
         return hook
 
+    block_masks: dict[int, Any] = {}  # the attention mask each HF block was handed (sliding windows, …)
+
     def on_probs(i: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            attn[i] = attention_stats(output, masks["sel"], masks["token"], causal=points.causal, spectra=spectra)
+            allowed = keys_allowed(args[1] if len(args) > 1 else None, output.shape[-1])
+            attn[i] = attention_stats(output, masks["sel"], masks["token"], causal=points.causal, spectra=spectra,
+                                      allowed=allowed)
+
+        return hook
+
+    def on_mask(i: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            block_masks[i] = kwargs.get("attention_mask")
 
         return hook
 
@@ -393,6 +436,8 @@ def measure(
         for i, probs in enumerate(points.attention_probs, start=1):
             if probs is not None:
                 handles.append(probs.register_forward_hook(on_probs(i)))
+            elif points.attentions_from_output is not None:
+                handles.append(points.blocks[i - 1].register_forward_pre_hook(on_mask(i), with_kwargs=True))
         kwargs = {**points.forward_kwargs, **forward_kwargs, "attention_mask": attention_mask}
         if attention_mask is None:
             del kwargs["attention_mask"]
@@ -406,7 +451,8 @@ def measure(
                     if A is not None and attn[i] is None:
                         if "sel" not in masks:
                             set_masks(A.shape[-1])
-                        attn[i] = attention_stats(A, masks["sel"], masks["token"], causal=points.causal, spectra=spectra)
+                        attn[i] = attention_stats(A, masks["sel"], masks["token"], causal=points.causal, spectra=spectra,
+                                                  allowed=keys_allowed(block_masks.get(i), A.shape[-1]))
     finally:
         for h in handles:
             h.remove()

@@ -79,11 +79,12 @@ def _save_fixed(diag: Any, rec: dict[str, Any], folder: Path) -> Path:
     import torch
 
     from sigprop.diagnose import archs
+    from sigprop.diagnose.resolve import full_config
 
     model = copy.deepcopy(diag.target.model) if diag.target.model is not None else None
     if model is None:
         torch.manual_seed(0)
-        model = archs.builder(diag.arch)(diag.target.config).eval()
+        model = archs.builder(diag.arch)(full_config(diag.target.config)).eval()
     if not hasattr(model, "save_pretrained"):
         raise ValueError("--save-fixed needs a transformers model (it writes with save_pretrained)")
     diag.apply(model, rec)

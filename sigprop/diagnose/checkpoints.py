@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-__all__ = ["config", "config_value", "lookup", "names", "structure"]
+__all__ = ["config", "config_value", "lookup", "names", "published_fields", "structure"]
 
 # ------------------------------------------------------------------------------------------- the table
 _BERT = dict(hidden_act="gelu", max_position_embeddings=512, initializer_range=0.02, layer_norm_eps=1e-12,
@@ -210,6 +210,11 @@ def lookup(name: str) -> tuple[str, dict[str, Any]]:
     full = _resolve(name)
     model_type, fields = _TABLE[full]
     return model_type, dict(fields)
+
+
+def published_fields(model_type: str) -> frozenset[str]:
+    """Every field the table publishes for some checkpoint of ``model_type`` (empty for other families)."""
+    return frozenset(k for mt, fields in _TABLE.values() if mt == model_type for k in fields)
 
 
 def structure(name: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from sigprop.diagnose import archs as _archs
 from sigprop.diagnose.extract import Effective, Reader, effective, layers_of, recorded_init
-from sigprop.diagnose.resolve import Target, resolve
+from sigprop.diagnose.resolve import Target, full_config, resolve
 from sigprop.spec import Spec
 from sigprop.theory.propagate import propagate
 
@@ -254,11 +254,18 @@ def effective_spec(eff: Effective, seq_len: int) -> tuple[Spec, list[str]]:
 
 # ------------------------------------------------------------------------------------ theory rows
 def predicted_rows(spec: Spec) -> list[dict[str, Any]]:
-    """Per-layer theory rows (``layer``, ``rho``, ``attn_entropy_norm``, ``q``, ``y2``, ``condensed``)."""
+    """Per-layer theory rows (``layer``, ``rho``, ``attn_entropy_norm``, ``q``, ``y2``, ``condensed``).
+
+    ``attn_entropy_norm`` is put on the measurement's footing here — the one place this happens. The theory
+    (:func:`sigprop.theory.propagate.propagate`, ``entropy``) averages row entropy / ln n_t over all T rows
+    and counts a causal row with a single key (t = 1, entropy 0, ln 1 = 0) as 0, so uniform attention gives
+    (T − 1)/T there; :func:`sigprop.measure.attention_stats` averages over the rows with ≥ 2 keys only. The
+    causal prediction is therefore multiplied by T/(T − 1) (uniform attention → 1 on both sides;
+    ``tests/diagnose/test_diagnose.py::test_causal_entropy_rescaled_to_measured_rows``). Non-causal rows all
+    see ≥ 2 keys: no rescale. A sliding window does not change this: only row 1 sees one key.
+    """
     prop = propagate(spec, record=("rho", "q", "entropy", "y2", "condensed"))
-    # the theory averages entropy / ln n_t over every row, counting a causal row with one key as 0; the
-    # measurement (sigprop.measure) averages over rows with ≥ 2 keys: rescale to the same rows
-    ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0
+    ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0  # see the docstring
     rows = []
     for ell in range(spec.depth + 1):
         rows.append({"layer": ell, "rho": float(prop.rho[ell]), "q": float(prop.q[ell]),
@@ -286,6 +293,7 @@ def _arch_and_effective(target: Target) -> tuple[_archs.Arch, Effective, list[st
             fast = effective_from_config(config, arch)  # closed forms: nothing built, nothing imported
             if fast is not None:
                 return arch, fast, reasons
+            config = target.config = full_config(config)  # a light view: the recorded init needs the real one
             meta, rec = recorded_init(config, _archs.builder(arch))
             return arch, effective(meta, config, arch, Reader(rec), model_type), reasons
     else:
@@ -328,7 +336,10 @@ def diagnose(target: Any, *, seq_len: int | None = None, depth: int | None = Non
     seq_len : T for β (ln T) and the probe (default: the config's positions, at most 512; ViT: its patches + 1).
     depth : override the number of layers (configs only).
     seeds : models built and probed (configs) or random inputs (a given module); 0 with ``measure``.
-    measure : run the empirical check (``False``: the theory verdict only, no weights allocated).
+    measure : run the empirical check (``False``: the theory verdict only, no weights allocated; a checkpoint
+        name or ``model_type`` of a built-in family is then read without ``transformers`` or ``torch``, and
+        ``Diagnosis.target.config`` is a :class:`~sigprop.diagnose.light.LightConfig` —
+        :func:`sigprop.diagnose.resolve.full_config` gives the ``transformers`` config).
     overrides : config fields to change (the CLI's ``--set key=value``).
     batch : random sequences per seed. device : where probes run (``"cuda"`` honoured).
     report_grid : points per axis of the β × α_SA diagram behind the verdict and recommendation.
@@ -338,7 +349,8 @@ def diagnose(target: Any, *, seq_len: int | None = None, depth: int | None = Non
         raise ValueError(f"seeds must be an integer in [0, 100]; got {seeds!r}")
     if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 2 <= seq_len <= 1_000_000):
         raise ValueError(f"seq_len must be an integer in [2, 1000000]; got {seq_len!r}")
-    tgt = resolve(target, overrides, depth)
+    # theory only: a checkpoint name or model_type resolves to a light config view (no transformers, no torch)
+    tgt = resolve(target, overrides, depth, light=not (measure and seeds > 0))
     model_type = getattr(tgt.config, "model_type", None) or type(tgt.model).__name__
     why = unsupported_reasons(tgt.config)
     if why:

@@ -142,8 +142,10 @@ def measure_rows(diag: Any, *, seeds: int, batch: int = 2, device: str = "cpu", 
     from sigprop.diagnose import archs
 
     spec = spec if spec is not None else diag.spec
+    from sigprop.diagnose.resolve import full_config
+
     tgt = diag.target
-    config = tgt.config
+    config = tgt.config = full_config(tgt.config)  # a theory-only diagnosis may hold a light view
     T = spec.seq_len
     eff = diag.effective
     cbar = 1.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Target", "parse_overrides", "resolve"]
+__all__ = ["Target", "full_config", "parse_overrides", "resolve"]
 
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 _DEPTH_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
@@ -94,8 +94,37 @@ def _from_path(p: Path, overrides: dict[str, Any], depth: int | None) -> Target:
     return Target(_apply(config, overrides, depth), None, str(p), "config file")
 
 
-def resolve(target: Any, overrides: dict[str, Any] | None = None, depth: int | None = None) -> Target:
-    """Resolve ``target`` (see module docstring); bad targets raise ``ValueError`` with one line."""
+def full_config(config: Any) -> Any:
+    """The ``transformers`` config behind a :class:`~sigprop.diagnose.light.LightConfig` (built offline from
+    its recipe, depth applied); any other config is returned as it is."""
+    from sigprop.diagnose.light import LightConfig
+
+    if not isinstance(config, LightConfig):
+        return config
+    from transformers import AutoConfig
+
+    model_type, fields, depth = config.recipe
+    return _apply(AutoConfig.for_model(model_type, **fields), {}, depth)
+
+
+def _light(model_type: str, fields: dict[str, Any], depth: int | None) -> Any:
+    """A :class:`~sigprop.diagnose.light.LightConfig` for ``AutoConfig.for_model(model_type, **fields)`` with
+    ``depth`` applied, or ``None`` when the light view would not be exact (then ``transformers`` is used)."""
+    from sigprop.diagnose import checkpoints
+    from sigprop.diagnose.light import light_config
+
+    cfg = light_config(model_type, fields, checkpoints.published_fields(model_type), depth)
+    return None if cfg is None else _apply(cfg, {}, depth)
+
+
+def resolve(target: Any, overrides: dict[str, Any] | None = None, depth: int | None = None, *,
+            light: bool = False) -> Target:
+    """Resolve ``target`` (see module docstring); bad targets raise ``ValueError`` with one line.
+
+    ``light``: for a checkpoint name or a ``model_type`` of a built-in family, return a
+    :class:`~sigprop.diagnose.light.LightConfig` (no ``transformers``, no ``torch``) where it is exact —
+    enough for a theory-only diagnosis; :func:`full_config` gives the real config when one is needed.
+    """
     overrides = dict(overrides or {})
     torch = sys.modules.get("torch")  # a torch module exists only if torch was imported: no import needed here
     if torch is not None and isinstance(target, torch.nn.Module):
@@ -103,11 +132,10 @@ def resolve(target: Any, overrides: dict[str, Any] | None = None, depth: int | N
             raise ValueError("overrides and depth apply to configs, not to a built model")
         cfg = getattr(target, "config", None)
         return Target(cfg, target, type(target).__name__, "module")
-    try:
-        from transformers import PretrainedConfig
-    except ImportError:  # pragma: no cover
-        PretrainedConfig = ()  # type: ignore[assignment]
-    if PretrainedConfig and isinstance(target, PretrainedConfig):
+    # a transformers config exists only if transformers was imported: importing it here would cost seconds
+    hf = sys.modules.get("transformers")
+    PretrainedConfig = getattr(hf, "PretrainedConfig", None) if hf is not None else None
+    if PretrainedConfig is not None and isinstance(target, PretrainedConfig):
         import copy
 
         return Target(_apply(copy.deepcopy(target), overrides, depth), None, getattr(target, "model_type", "config"), "config")
@@ -126,10 +154,16 @@ def resolve(target: Any, overrides: dict[str, Any] | None = None, depth: int | N
     except ValueError as exc:
         lookup_error = str(exc)
     else:
+        fields.update(overrides)
+        cfg = _light(model_type, fields, depth) if light else None
+        if cfg is not None:
+            return Target(cfg, None, target, "checkpoint table")
         from transformers import AutoConfig
 
-        fields.update(overrides)
         return Target(_apply(AutoConfig.for_model(model_type, **fields), {}, depth), None, target, "checkpoint table")
+    cfg = _light(target, overrides, depth) if light else None
+    if cfg is not None:
+        return Target(cfg, None, target, "model_type")
     from transformers import AutoConfig
 
     try:

@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sigprop.measure import attention_stats, hf_is_causal, hook_points, token_stats
+from sigprop.measure import attention_stats, hf_is_causal, hook_points, keys_allowed, token_stats
 
-__all__ = ["STAT_KEYS", "block_seed", "init_streamed", "random_input_ids", "shell_seed", "stream_measure"]
+__all__ = ["STAT_KEYS", "block_seed", "init_streamed", "peak_rss_mb", "random_input_ids", "shell_seed", "stream_measure"]
 
 #: per-layer statistics reported (each also as ``<key>_last`` when ``last_k`` is given)
 STAT_KEYS = ("cosine", "rho_gram", "q", "stable_rank", "attn_entropy", "attn_entropy_norm", "attn_y2")
@@ -171,9 +171,10 @@ class _Probe:
         for suffix, sel in self.sels.items():
             self.rows[layer].update({k + suffix: v for k, v in token_stats(x, sel).items()})
 
-    def record_attention(self, layer: int, A: torch.Tensor, causal: bool) -> None:
+    def record_attention(self, layer: int, A: torch.Tensor, causal: bool, mask: Any = None) -> None:
+        allowed = keys_allowed(mask, A.shape[-1])  # the block's own mask: a sliding window counts in ln n_t
         for suffix, sel in self.sels.items():
-            stats = attention_stats(A, sel, self.token_mask, causal=causal)
+            stats = attention_stats(A, sel, self.token_mask, causal=causal, allowed=allowed)
             self.rows[layer].update({k + suffix: v for k, v in stats.items()})
 
     def attention_modules(self, block: nn.Module) -> list[nn.Module]:
@@ -234,7 +235,7 @@ class _StreamedBlock(nn.Module):
         if len(got) != 1:
             raise ValueError(f"block {i + 1} of {type(probe.model).__name__}: expected one self-attention "
                              f"probability tensor, got {len(got)}")
-        probe.record_attention(i + 1, got[0], causal)
+        probe.record_attention(i + 1, got[0], causal, kwargs.get("attention_mask"))
         if probe.extra is not None:
             probe.rows[i + 1].update({k: float(v) for k, v in probe.extra(got[0], x_in, causal).items()})
         probe.record_state(i + 1, out[0] if isinstance(out, (tuple, list)) else out)
@@ -289,7 +290,21 @@ def _forward_kwargs(model: nn.Module, input_ids: torch.Tensor) -> dict[str, Any]
     return kwargs
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process's own address space, in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. Not ``getrusage``'s ``ru_maxrss``: Linux carries that over
+    ``execve`` from the process that spawned this one, so a fresh interpreter started by a large parent (a
+    test runner holding models) reports the *parent's* peak (a 1.5 GB parent → 1.5 GB for a 10 MB child).
+    Elsewhere ``ru_maxrss`` (bytes on macOS, KiB on Linux); NaN where neither exists.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
@@ -379,7 +394,7 @@ def stream_measure(config: Any, *, seq_len: int, seeds: int = 1, batch: int = 1,
     dict with ``"layer"`` (0 … L) and one list per statistic of :data:`STAT_KEYS` (mean over seeds; layer 0
     is the input of block 1, layer ℓ the output and attention of block ℓ), ``"per_seed"`` (the same columns
     per seed) and ``"meta"`` (settings, ``causal``, ``n_blocks``, ``wall_s``, ``peak_rss_mb`` — the process's
-    peak resident memory — and on CUDA ``peak_cuda_mb``).
+    peak resident memory, :func:`peak_rss_mb` — and on CUDA ``peak_cuda_mb``).
     """
     dev = _check_args(seq_len, seeds, batch, last_k, max_layers, device, dtype)
     config = _resolve_config(config)
@@ -417,7 +432,7 @@ def stream_measure(config: Any, *, seq_len: int, seeds: int = 1, batch: int = 1,
     meta = {"model_type": config.model_type, "seq_len": seq_len, "batch": batch, "seeds": seeds, "seed0": seed0,
             "last_k": last_k, "causal": causal, "n_blocks": n_blocks, "measured_blocks": len(out["layer"]) - 1,
             "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
-            "wall_s": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
+            "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
     if dev.type == "cuda":
         meta["peak_cuda_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     out["meta"] = meta
