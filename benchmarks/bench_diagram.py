@@ -36,7 +36,7 @@ def best_of(fn, repeats: int = 3) -> float:
 
 
 def scalar_block_loop(beta: float, alpha: float, depth: int, rho0: float, kernel) -> float:
-    """The paper's post-LN recursion (digest §3.3) for one point, in plain Python floats."""
+    """The paper's post-LN recursion (docs/theory.md §3) for one point, in plain Python floats."""
     sw, sv, sb = 0.2, 0.2, 4e-4
     rho = rho0
     for _ in range(depth):

@@ -354,6 +354,7 @@ def _eager_attention(model: nn.Module, points: HookPoints) -> Iterator[None]:
         setter(impl)
 
 
+# long: the probe hooks are closures over this call's masks and per-layer results
 def measure(
     model: nn.Module,
     *,
@@ -393,7 +394,6 @@ def measure(
 
     if pixel_values is None:
         set_masks(ref.shape[1])
-    # longer than 80 lines: the hooks below are closures over this call's masks and per-layer results
     L = len(points.blocks)
     states: list[dict[str, float] | None] = [None] * (L + 1)
     attn: list[dict[str, Any] | None] = [None] * (L + 1)

@@ -1,4 +1,4 @@
-"""The command line: JSON outputs vs digest numbers and the API, diagram files, one-line errors (exit 2)."""
+"""The command line: JSON outputs vs the paper's numbers and the API, diagram files, one-line errors (exit 2)."""
 
 import json
 import subprocess
@@ -18,11 +18,11 @@ def run(capsys, *args):
     return rc, out, err
 
 
-def test_rem_json_digest_values(capsys):
+def test_rem_json_paper_values(capsys):
     rc, out, err = run(capsys, "rem", "--beta", "2", "--rho", "0", "--asymptotic", "--format", "json")
     assert rc == 0, err
     d = json.loads(out)
-    # digest §10 item 2, β = 2 row
+    # the paper, arXiv 2505.24333, β = 2 row
     assert d["y2"] == pytest.approx(0.29289, abs=1e-5)
     assert d["y3"] == pytest.approx(0.18934, abs=1e-5)
     assert d["y4"] == pytest.approx(0.14471, abs=1e-5)
@@ -61,7 +61,7 @@ def test_propagate_json_matches_api(capsys):
     np.testing.assert_allclose(d["rho"], pr.rho, atol=1e-12)
     np.testing.assert_allclose(d["q"], pr.q, atol=1e-12)
     np.testing.assert_allclose(d["y2"][1:], pr.y2[1:], atol=1e-12)
-    # digest §8 table, β = 3
+    # the paper, arXiv 2505.24333, β = 3
     assert d["rho"][30] == pytest.approx(0.693, abs=5e-4)
     assert d["region"] in ("trainable", "rank_collapse", "entropy_collapse")
     assert d["spec"]["beta"] == 3.0
@@ -96,7 +96,7 @@ def test_diagram_writes_files(capsys, tmp_path):
     i = int(np.argmin(np.abs(np.array(d["y"]["values"]) - ra)))
     j = int(np.argmin(np.abs(np.array(d["x"]["values"]) - rb)))
     assert labels[i, j] == "trainable"
-    # default depth is 12: α_c(L=12) ≈ 0.47 (digest §3.6)
+    # default depth is 12: α_c(L=12) ≈ 0.47 (the paper, arXiv 2505.24333)
     assert d["alpha_c"] == pytest.approx(0.47, abs=5e-3)
     assert isinstance(d["summary"], str) and "β_c" in d["summary"]
     assert d["rule"]["finite_T"] is False

@@ -1,4 +1,4 @@
-"""Trainability diagrams (digest §3.6, §5) at T = ∞: regions, α_c, boundaries, recommendation, errors."""
+"""Trainability diagrams (the paper, arXiv 2505.24333) at T = ∞: regions, α_c, boundaries, recommendation, errors."""
 
 import json
 import math
@@ -37,7 +37,7 @@ def test_critical_alpha_depth_list_and_sqrt_L():
     np.testing.assert_allclose(a, [0.47, 0.74, 0.85, 1.12, 1.28, 1.70], atol=5e-3)
     ratio = a / np.sqrt(depths)
     assert np.all((ratio > 0.13) & (ratio < 0.18))
-    # roughly constant (digest: 0.14–0.17) while L varies 8-fold (α_c/L would vary ~6-fold)
+    # roughly constant (paper: 0.14–0.17) while L varies 8-fold (α_c/L would vary ~6-fold)
     assert ratio.max() / ratio.min() < 1.3
     # increasing in L
     assert np.all(np.diff(a) > 0)
@@ -66,7 +66,7 @@ def test_critical_alpha_errors():
 # --------------------------------------------------------------------------- regions (§5)
 
 
-def test_trainable_region_matches_digest(dia):
+def test_trainable_region_matches_paper(dia):
     assert dia.labels.shape == (ALPHAS.size, BETAS.size)
     h_b, h_a = BETAS[1] - BETAS[0], ALPHAS[1] - ALPHAS[0]
     B, A = np.meshgrid(BETAS, ALPHAS)
@@ -88,7 +88,7 @@ def test_entropy_collapse_above_beta_c(dia):
     B, A = np.meshgrid(BETAS, ALPHAS)
     sel = (B > BETA_C0 + 0.1) & (A > 2.0)
     assert np.all(dia.labels[sel] == D.ENTROPY)
-    # intermediate α (≈ 1.25–1.5): large β is entropy collapse, small β rank collapse (digest §5)
+    # intermediate α (≈ 1.25–1.5): large β is entropy collapse, small β rank collapse (the paper, arXiv 2505.24333)
     i = int(np.argmin(np.abs(ALPHAS - 1.2)))
     assert dia.labels[i, BETAS < 1.3].tolist() == [D.RANK] * int(np.sum(BETAS < 1.3))
     assert np.all(dia.labels[i, BETAS > 2.5] == D.ENTROPY)

@@ -6,7 +6,7 @@ Single-layer tolerance (fast, d=128, T=256): 0.05. At finite width the variance 
 quadratic form in the random W_Q, W_K with relative fluctuation ≈ sqrt(2/d) (0.125 at d=128), and with
 ρ > 0 all rows share the query's common component, so that fluctuation does not average over rows; Y² is
 convex in the logit scale near β_c, which raises the measured Y² and lowers p'/q' there (measured max error
-0.043 at ρ=0.5, β=1.5 for d=128; the digest's d=512, T=1024 case is within ~0.012, checked by the slow test).
+0.043 at ρ=0.5, β=1.5 for d=128; the paper's d=512, T=1024 case is within ~0.012, checked by the slow test).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_fig5_small_monte_carlo(monkeypatch, tmp_path):
     held = {c["claim"][:30]: c["held"] for c in out["claims"]}
     assert all(held.values()), out["claims"]
     i2 = int(np.argmin(np.abs(np.asarray(out["betas"]) - math.sqrt(2))))
-    assert 0.2 < out["monte_carlo"][i2] < 0.3  # digest §2: 0.224 at T=2048
+    assert 0.2 < out["monte_carlo"][i2] < 0.3  # the paper, arXiv 2505.24333: 0.224 at T=2048
 
 
 def test_cli_reproduce_fig4_and_unknown(monkeypatch, tmp_path, capsys):

@@ -1,5 +1,5 @@
 """Spec: validation (field name + range in the message), broadcasting grids, immutability, helpers,
-and the β ↔ init-std conversions (digest §1)."""
+and the β ↔ init-std conversions (the paper, arXiv 2505.24333)."""
 
 import dataclasses
 import json
@@ -154,7 +154,7 @@ def test_bias_v2_default_and_override():
 
 
 def test_bert_base_beta():
-    # digest §1 convention: BERT-base init std 0.02, width 768, T=512 -> β = 0.02²·768/sqrt(ln 512)
+    # the paper, arXiv 2505.24333 convention: BERT-base init std 0.02, width 768, T=512 -> β = 0.02²·768/sqrt(ln 512)
     assert beta_from_std(0.02, width=768, seq_len=512) == pytest.approx(0.123, abs=5e-4)
 
 

@@ -60,7 +60,7 @@ def test_dtype_and_callable_activation():
 
 
 # ------------------------------------------------------------------------------------ initialisation
-def test_init_statistics_match_digest_formulas():
+def test_init_statistics_match_paper_formulas():
     """d = 256: each weight matrix has ≥ 65 536 i.i.d. entries, so the sample std has relative standard
     error 1/sqrt(2N) ≤ 0.28 %; a 2 % tolerance is > 7σ. Biases have 256 entries (4.4 %), pooled over the
     3 layers and both MLP biases it is ≤ 2.6 %: tolerance 12 % (> 4.5σ). The MLP hidden width is 512 so
@@ -128,7 +128,7 @@ def test_init_weights_on_foreign_model():
 
 @pytest.mark.parametrize("heads", [1, 4, 8])
 def test_logit_variance_independent_of_heads(heads):
-    """Var(a_ts) = β² ln T for unit-norm tokens (q = 1, ρ = 0) for any head count (digest §1 caveat).
+    """Var(a_ts) = β² ln T for unit-norm tokens (q = 1, ρ = 0) for any head count (the paper, arXiv 2505.24333 caveat).
 
     For fixed weights E_x[a²] = ‖M_h‖_F² with M_h = W_Q,hᵀ W_K,h / sqrt(d_h); across weight draws this
     has relative s.d. ≈ 2/d per model (< 1 % at d = 256), and the finite token sample (B·T = 1024 rows of

@@ -1,5 +1,5 @@
 """Gaussian dual kernels of MLP activations: closed forms vs quadrature vs scipy dblquad, the dense-table
-fast path, user callables, and the digest §3.3 / §10 item 7 MLP reference values."""
+fast path, user callables, and the the paper, arXiv 2505.24333 / §10 item 7 MLP reference values."""
 
 import math
 
@@ -56,7 +56,7 @@ def test_closed_forms_match_quadrature(name):
 
 
 def test_relu_closed_form_is_arc_cosine():
-    # independent: arc-cosine kernel of degree 1 (Cho & Saul), f(c) as printed in the digest
+    # independent: arc-cosine kernel of degree 1 (Cho & Saul), f(c) as printed in the paper
     c = np.linspace(-1, 1, 21)
     for q1 in (0.3, 1.0, 4.0):
         f = (np.sqrt(1 - c**2) + c * (np.pi - np.arccos(c))) / np.pi

@@ -1,4 +1,4 @@
-"""Block pieces and whole blocks vs independent re-implementations of the digest's recursions
+"""Block pieces and whole blocks vs independent re-implementations of the paper's recursions
 (§3.1, §3.3, §3.4, §6), at T = ∞ (finite_T=False)."""
 
 import math
@@ -123,7 +123,7 @@ PARAMS = [
 @pytest.mark.parametrize("attention", ["softmax", "centred"])
 def test_post_ln_block_matches_reference(beta, a_sa, a_mlp, sv2, sbv2, sw2, sb2, rho, attention):
     if attention == "centred" and a_sa == 0.0:
-        pytest.skip("GC post-LN with α_SA = 0 normalises a vanishing vector (digest §6)")
+        pytest.skip("GC post-LN with α_SA = 0 normalises a vanishing vector (the paper, arXiv 2505.24333)")
     spec = Spec(beta=beta, alpha_sa=a_sa, alpha_mlp=a_mlp, sigma_v2=sv2, sigma_bv2=sbv2, sigma_w2=sw2,
                 sigma_b2=sb2, attention=attention)
     out = B.block(1.0, rho, spec, finite_T=False)
@@ -164,7 +164,7 @@ def test_pre_ln_scale_is_consistent():
 
 
 def test_post_ln_block_never_decreases_rho():
-    # digest §3.6: one post-LN block never decreases ρ (ReLU, σ_b² > 0)
+    # the paper, arXiv 2505.24333: one post-LN block never decreases ρ (ReLU, σ_b² > 0)
     rhos = np.linspace(0, 1, 21)
     betas = np.array([0.1, 1.0, 2.0, 5.0, 50.0])[:, None]
     spec = Spec(beta=betas, rho0=0.0)

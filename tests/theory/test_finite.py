@@ -1,5 +1,5 @@
 """Tests of sigprop.theory.finite (exact finite-T REM expectations) against independent oracles:
-n = 2 closed form by scipy quad, the digest §2 table, numpy Monte Carlo, limits, and properties."""
+n = 2 closed form by scipy quad, the the paper, arXiv 2505.24333, numpy Monte Carlo, limits, and properties."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_n2_oracle(s):
 
 
 # ------------------------------------------------------------------------------------------------
-# digest §2 table of E Σ A² (ρ = 0)
+# the paper, arXiv 2505.24333 of E Σ A² (ρ = 0)
 # ------------------------------------------------------------------------------------------------
 
 _DIGEST_TS = [512, 1024, 2048, 1e4, 1e5, 1e7]
@@ -190,9 +190,9 @@ def _mc_overlap(T: int, s: float, rho: float, rows: int, seed: int) -> np.ndarra
     return np.concatenate(out)
 
 
-@pytest.mark.parametrize("beta,rho,digest", [(3.0, 0.5, 0.036), (3.0, 0.8, 0.094), (1.0, 0.5, None)])
-def test_mc_overlap_T1000(beta, rho, digest):
-    """Row logits' fluctuating parts have std β√(1−ρ)·√lnT and correlation ρ (digest §2 mapping)."""
+@pytest.mark.parametrize("beta,rho,paper", [(3.0, 0.5, 0.036), (3.0, 0.8, 0.094), (1.0, 0.5, None)])
+def test_mc_overlap_T1000(beta, rho, paper):
+    """Row logits' fluctuating parts have std β√(1−ρ)·√lnT and correlation ρ (the paper, arXiv 2505.24333 mapping)."""
     T = 1000
     b = beta * SQ(1 - rho)
     s = b * SQ(math.log(T))
@@ -200,8 +200,8 @@ def test_mc_overlap_T1000(beta, rho, digest):
     assert abs(float(finite.overlap_s(s, rho, T)) - val) < 1e-12  # few points: direct path
     mc = _mc_overlap(T, s, rho, rows=12_000, seed=int(100 * rho + beta))
     _check(mc, val, 1e-3, f"overlap β={beta} ρ={rho}")
-    if digest is not None:  # digest's Monte Carlo numbers, 2 significant digits, its own noise
-        assert abs(val - digest) < 0.1 * digest
+    if paper is not None:  # paper's Monte Carlo numbers, 2 significant digits, its own noise
+        assert abs(val - paper) < 0.1 * paper
 
 
 def test_mc_overlap_small_T_many_rhos():

@@ -1,4 +1,4 @@
-"""Finite-T paths (sigprop extension, digest §2 "exact finite-T REM quadrature"): table values, Monte-Carlo
+"""Finite-T paths (sigprop extension, the paper, arXiv 2505.24333): table values, Monte-Carlo
 oracles, limits, and a fuzz over T ∈ [2, 1e12]. Skipped while sigprop.theory.finite is unavailable."""
 
 import math
@@ -16,7 +16,7 @@ from sigprop.theory.propagate import propagate, single_layer_cosine  # noqa: E40
 
 SQ2 = math.sqrt(2)
 
-# digest §2: E Σ A² at ρ = 0, exact finite-T quadrature
+# the paper, arXiv 2505.24333: E Σ A² at ρ = 0, exact finite-T quadrature
 FINITE_TABLE = {
     512: {0.5: 0.0088, 1.0: 0.102, SQ2: 0.249, 2.0: 0.425, 3.0: 0.602},
     1024: {0.5: 0.0053, 1.0: 0.088, SQ2: 0.235, 2.0: 0.416, 3.0: 0.597},
@@ -38,7 +38,7 @@ def test_finite_T_y2_table(T):
 
 
 def test_fig5_monte_carlo_values():
-    # digest §2, T = 1e5 Monte Carlo (few-% tolerance)
+    # the paper, arXiv 2505.24333, T = 1e5 Monte Carlo (few-% tolerance)
     mc = {0.5: 0.0002, 1.0: 0.039, 1.2: 0.096, SQ2: 0.180, 1.6: 0.245, 2.0: 0.368, 2.5: 0.489, 3.0: 0.567,
           4.0: 0.680, 6.0: 0.777}
     betas = np.array(sorted(mc))
@@ -58,8 +58,8 @@ def test_logarithmic_convergence_to_asymptotic():
         assert vals[-1] - inf < 0.5 * (vals[0] - inf)
 
 
-def test_finite_entropy_matches_digest():
-    # mean row Shannon entropy / ln T at T = 1e5: 0.875 at β = 0.5, 0.53 at β = 1 (digest §2)
+def test_finite_entropy_matches_paper():
+    # mean row Shannon entropy / ln T at T = 1e5: 0.875 at β = 0.5, 0.53 at β = 1 (the paper, arXiv 2505.24333)
     ent = rem.stats(np.array([0.5, 1.0]), 0.0, 1e5).entropy
     np.testing.assert_allclose(ent, [0.875, 0.53], atol=6e-3)
 
@@ -82,7 +82,7 @@ def _mc_row_stats(b, rho, T, n, seed=0):
 @pytest.mark.parametrize("beta, rho, T", [(2.0, 0.0, 128), (3.0, 0.5, 1000), (1.0, 0.3, 256), (3.0, 0.8, 1000)])
 def test_monte_carlo_oracle(beta, rho, T):
     # rem.stats takes the cosine of the tokens; their logits within a row fluctuate with β sqrt(1 − ρ),
-    # and two rows' fluctuating logits have correlation ρ (digest §2, cross-row overlap)
+    # and two rows' fluctuating logits have correlation ρ (the paper, arXiv 2505.24333, cross-row overlap)
     b = beta * math.sqrt(1 - rho)
     y2, ov, ent = _mc_row_stats(b, rho, T, n=3000)
     s = rem.stats(beta, rho, T)
@@ -93,13 +93,13 @@ def test_monte_carlo_oracle(beta, rho, T):
 
 
 def test_cross_row_overlap_digest_T1e3():
-    # digest §2: β = 3, T = 1e3 measured overlap 0.036 (ρ = 0.5), 0.094 (ρ = 0.8)
+    # the paper, arXiv 2505.24333: β = 3, T = 1e3 measured overlap 0.036 (ρ = 0.5), 0.094 (ρ = 0.8)
     ov = rem.stats(np.array([3.0, 3.0]), np.array([0.5, 0.8]), 1e3).overlap
     np.testing.assert_allclose(ov, [0.036, 0.094], rtol=0.1)
 
 
 def test_single_layer_finite_T_follows_fig2_simulation():
-    # digest §3.1: d=512, T=1024 simulation; finite-T theory is much closer to it than T = ∞
+    # the paper, arXiv 2505.24333: d=512, T=1024 simulation; finite-T theory is much closer to it than T = ∞
     betas = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 5.0])
     sim = {0.2: [0.98, 0.82, 0.59, 0.47, 0.35, 0.28], 0.5: [0.998, 0.983, 0.915, 0.837, 0.728, 0.651]}
     for rho, ref in sim.items():
@@ -111,7 +111,7 @@ def test_single_layer_finite_T_follows_fig2_simulation():
 
 
 def test_finite_propagation_encoder_mid_depth():
-    # digest §7: at β = 3 the data (≈0.60 at layer 30) lag the T = ∞ theory (0.693); finite T (T=512) lies between
+    # the paper, arXiv 2505.24333: at β = 3 the data (≈0.60 at layer 30) lag the T = ∞ theory (0.693); finite T (T=512) lies between
     spec = Spec(depth=30, beta=3.0, rho0=0.03, seq_len=512)
     fin = propagate(spec, record=("rho",)).rho[30]
     inf = propagate(spec, finite_T=False, record=("rho",)).rho[30]

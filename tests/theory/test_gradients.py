@@ -32,7 +32,7 @@ def test_finite_trace_j2_matches_monte_carlo(b):
 
 
 def test_trace_j2_asymptotic_reference_values():
-    # digest §10 item 2 (E tr J² at ρ = 0, T = ∞)
+    # the paper, arXiv 2505.24333 (E tr J² at ρ = 0, T = ∞)
     got = G.trace_j2([1.5, 2, 3, 4, 6], 0.0, finite_T=False)
     np.testing.assert_allclose(got, [0.01797, 0.06904, 0.08306, 0.07618, 0.06005], atol=1e-5)
 
@@ -49,7 +49,7 @@ def test_asymptotic_law_is_one_minus_betac_over_beta(rho, q):
 
 
 def test_prefactor_against_direct_formula():
-    # d² σ_K² q σ_v² (q − p)² Δ E tr J² with σ_K² = β sqrt(ln T)/d (digest §4), finite T
+    # d² σ_K² q σ_v² (q − p)² Δ E tr J² with σ_K² = β sqrt(ln T)/d (the paper, arXiv 2505.24333), finite T
     beta, rho, q, T, d, sv2, delta2 = 2.2, 0.25, 1.3, 1024, 96, 0.4, 5.0
     sK2 = beta * math.sqrt(math.log(T)) / d
     p = rho * q
@@ -98,7 +98,7 @@ def test_scaled_curves_collapse_in_theory():
     assert spread[-1] < 0.01
     inf = np.array([G.scaled_wq_grad(betas, seq_len=T, width=d, finite_T=False) for T in (2048, 4096) for d in (256, 512)])
     np.testing.assert_allclose(inf, np.broadcast_to(inf[0], inf.shape), rtol=1e-12)
-    # vanishing at small β: orders of magnitude below the β = 3 value (digest §10 item 10)
+    # vanishing at small β: orders of magnitude below the β = 3 value (the paper, arXiv 2505.24333)
     small = G.scaled_wq_grad(0.2, seq_len=2048, width=256)
     assert small < 1e-2 * curves[0, -1]
 

@@ -1,4 +1,4 @@
-"""Depth propagation: digest §3.1, §3.5, §3.6, §5, §6 (Fig 4), §8 tables at T = ∞; limits; vectorisation;
+"""Depth propagation: the paper, arXiv 2505.24333 (Fig 4), §8 tables at T = ∞; limits; vectorisation;
 the Propagation container; causal row weighting; hypothesis fuzz."""
 
 import json
@@ -25,7 +25,7 @@ from sigprop.theory.propagate import FIELDS, propagate, single_layer_cosine
 )
 def test_single_layer_cosine_digest(rho, betas, expected):
     got = single_layer_cosine(np.array(betas, dtype=float), rho, None)
-    np.testing.assert_allclose(got, expected, atol=5e-4)  # digest prints 3 decimals
+    np.testing.assert_allclose(got, expected, atol=5e-4)  # paper prints 3 decimals
     for b, e in zip(betas, expected, strict=False):
         assert float(single_layer_cosine(b, rho, None)) == pytest.approx(e, abs=5e-4)
 
@@ -100,7 +100,7 @@ def test_fig4_table(norm, attention):
 
 
 def test_gc_keeps_rho_far_from_one_at_depth():
-    # digest §10 item 11: GC variants keep ρ ≪ 1 at depth 100, vanilla variants reach ≈ 1
+    # the paper, arXiv 2505.24333: GC variants keep ρ ≪ 1 at depth 100, vanilla variants reach ≈ 1
     rho = {}
     for norm in ("post", "pre"):
         for att in ("softmax", "centred"):
@@ -118,7 +118,7 @@ def test_lambda_near_rank_collapse():
     eps = 1 - pr.rho
     ratios = eps[1:] / eps[:-1]
     np.testing.assert_allclose(ratios, 0.833, atol=1e-3)
-    # against the digest's closed form for λ
+    # against the paper's closed form for λ
     sw2, sv2, sb2, a, am = 0.2, 0.2, 4e-4, 1.0, 1.0
     lam = a**2 / (a**2 + sv2 + sb2) * (sw2**2 / 2 + am**2) / (sw2 * (sw2 + sb2) / 2 + sb2 + am**2)
     assert ratios[-1] == pytest.approx(lam, abs=2e-4)
@@ -159,14 +159,14 @@ def _pre_ln_ref(L, beta, rho0, a, sv2, sbv2, sw2=0.2, sb2=4e-4, buggy=False):
 
 
 def test_pre_ln_corrected_beta_c_digest_values():
-    # digest §3.5: L=60, ρ0=0.03, α=1, σ_v²=1; the authors' pre-LN code has no value bias (σ_bV² = 0)
+    # the paper, arXiv 2505.24333: L=60, ρ0=0.03, α=1, σ_v²=1; the authors' pre-LN code has no value bias (σ_bV² = 0)
     betas = np.array([1.0, 2.0, 3.0])
     spec = Spec(depth=60, norm="pre", beta=betas, rho0=0.03, sigma_v2=1.0, sigma_bv2=0.0)
     pr = propagate(spec, finite_T=False, record=None)
     np.testing.assert_allclose(pr.rho_final, [0.979, 0.928, 0.441], atol=5e-4)
-    # the buggy reading (β_c on the un-normalised stream) reproduces the digest's other column ...
+    # the buggy reading (β_c on the un-normalised stream) reproduces the paper's other column ...
     buggy = [_pre_ln_ref(60, b, 0.03, 1.0, 1.0, 0.0, buggy=True) for b in betas]
-    # (our plain reading of the bug gives 0.0845 at β=3 against the digest's 0.085: the notebook's own
+    # (our plain reading of the bug gives 0.0845 at β=3 against the paper's 0.085: the notebook's own
     # recursion differs in details we cannot recover, so this reference column gets a looser tolerance)
     np.testing.assert_allclose(buggy, [0.834, 0.130, 0.085], atol=2e-3)
     # ... and the library is the corrected one, with larger ρ_60 than the bug at every β
@@ -177,7 +177,7 @@ def test_pre_ln_corrected_beta_c_digest_values():
 
 @pytest.mark.parametrize("beta, expected", [(0.5, [1.0, 0.848, 0.034]), (3.0, [1.0, 0.322, 0.033])])
 def test_pre_ln_alpha_table(beta, expected):
-    # digest §5: pre-LN, L=60, notebook variances, ρ_60 at α = 0.5, 1, 2
+    # the paper, arXiv 2505.24333: pre-LN, L=60, notebook variances, ρ_60 at α = 0.5, 1, 2
     spec = Spec(depth=60, norm="pre", beta=beta, rho0=0.03, alpha_sa=np.array([0.5, 1.0, 2.0]))
     pr = propagate(spec, finite_T=False, record=None)
     np.testing.assert_allclose(pr.rho_final, expected, atol=5e-4)

@@ -1,4 +1,4 @@
-"""REM statistics at T = ∞ (digest §2, §10 items 1–3), limits, and a hypothesis fuzz."""
+"""REM statistics at T = ∞ (the paper, arXiv 2505.24333), limits, and a hypothesis fuzz."""
 
 import math
 
@@ -18,7 +18,7 @@ from sigprop.theory import rem
     [(0.0, 1.41421), (0.2, 1.58114), (0.5, 2.0), (0.8, 3.16228), (0.9, 4.47214), (0.95, 6.3246), (0.99, 14.142)],
 )
 def test_beta_c_rho_digest_values(rho, expected):
-    # tolerance: half a unit in the last digit the digest prints (14.142 has 3 decimals)
+    # tolerance: half a unit in the last digit the paper prints (14.142 has 3 decimals)
     tol = 0.6e-3 if expected > 10 else 1e-4
     assert float(rem.beta_c_rho(rho)) == pytest.approx(expected, abs=tol)
     assert float(rem.beta_c(1.0, rho)) == pytest.approx(expected, abs=tol)
@@ -111,7 +111,7 @@ def test_general_p_participation_ratio_closed_form():
 
 
 def test_trace_j2_identity():
-    # E tr J² = Y² − 2Y³ + E(ΣA²)² = m(1 − m)/3 (digest §2)
+    # E tr J² = Y² − 2Y³ + E(ΣA²)² = m(1 − m)/3 (the paper, arXiv 2505.24333)
     betas = np.linspace(1.5, 20, 40)
     s = rem.stats(betas, 0.0, None)
     np.testing.assert_allclose(s.y2 - 2 * s.y3 + s.y2_squared_mean, s.trace_j2, atol=1e-12)
