@@ -171,8 +171,7 @@ def _lower_index(K: int) -> np.ndarray:
 KEY_PREFERENCE = True
 
 
-# long: the pair arrays are reused in place from one step to the next (the causal diagram's hot path);
-# split into functions they would be copied between them
+# long: pair arrays reused in place step to step (the causal diagram's hot path); split, they would be copied
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
                      want_entropy: bool = True, cbar: float | None = None, packed: bool = False) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
