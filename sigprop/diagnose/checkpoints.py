@@ -64,6 +64,17 @@ def _opt(d: int, L: int, h: int, **extra: Any) -> dict[str, Any]:
                 word_embed_proj_dim=d, **extra)
 
 
+#: what the three published Llama-2 configs share
+_LLAMA2 = dict(hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02, rms_norm_eps=1e-5,
+               rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000, bos_token_id=1,
+               eos_token_id=2, tie_word_embeddings=False)
+
+
+def _llama2(d: int, ff: int, L: int, h: int, kv: int) -> dict[str, Any]:
+    return dict(_LLAMA2, hidden_size=d, intermediate_size=ff, num_hidden_layers=L, num_attention_heads=h,
+                num_key_value_heads=kv)
+
+
 def _t5(d: int, L: int, h: int, ff: int) -> dict[str, Any]:
     return dict(_T5, d_model=d, num_layers=L, num_decoder_layers=L, num_heads=h, d_ff=ff)
 
@@ -104,21 +115,9 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "facebook/opt-1.3b": ("opt", _opt(2048, 24, 32)),
     "facebook/opt-2.7b": ("opt", _opt(2560, 32, 32)),
     "facebook/opt-6.7b": ("opt", _opt(4096, 32, 32)),
-    "meta-llama/Llama-2-7b-hf": ("llama", dict(
-        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02,
-        rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000,
-        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)),
-    "meta-llama/Llama-2-13b-hf": ("llama", dict(
-        hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-        num_key_value_heads=40, hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02,
-        rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000,
-        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)),
-    "meta-llama/Llama-2-70b-hf": ("llama", dict(
-        hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
-        num_key_value_heads=8, hidden_act="silu", max_position_embeddings=4096, initializer_range=0.02,
-        rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False, pretraining_tp=1, vocab_size=32000,
-        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)),
+    "meta-llama/Llama-2-7b-hf": ("llama", _llama2(4096, 11008, 32, 32, 32)),
+    "meta-llama/Llama-2-13b-hf": ("llama", _llama2(5120, 13824, 40, 40, 40)),
+    "meta-llama/Llama-2-70b-hf": ("llama", _llama2(8192, 28672, 80, 64, 8)),
     "mistralai/Mistral-7B-v0.1": ("mistral", dict(
         hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
         num_key_value_heads=8, hidden_act="silu", max_position_embeddings=32768, initializer_range=0.02,
