@@ -719,20 +719,21 @@ _MOM_TABLES: dict[float, _MomentTable] = {}
 _OV_TABLES: dict[float, _OverlapTable] = {}
 
 
-def _moment_table(n: float) -> _MomentTable:
-    t = _MOM_TABLES.get(n)
+def _cached_table(tables: dict, n: float, build):
+    """The table for ``n`` keys from ``tables``, built once (single-threaded BLAS) on first use."""
+    t = tables.get(n)
     if t is None:
         with one_blas_thread():
-            t = _MOM_TABLES[n] = _MomentTable(n)
+            t = tables[n] = build(n)
     return t
+
+
+def _moment_table(n: float) -> _MomentTable:
+    return _cached_table(_MOM_TABLES, n, _MomentTable)
 
 
 def _overlap_table(n: float) -> _OverlapTable:
-    t = _OV_TABLES.get(n)
-    if t is None:
-        with one_blas_thread():
-            t = _OV_TABLES[n] = _OverlapTable(n)
-    return t
+    return _cached_table(_OV_TABLES, n, _OverlapTable)
 
 
 def clear_cache() -> None:

@@ -143,8 +143,7 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     pre = spec.norm == "pre"
     log_scale: Any = np.zeros(shape) if pre else 0.0
     scale: Any = 1.0
-    n_cond = np.zeros(shape, dtype=np.int64)
-    first = np.zeros(shape, dtype=bool)
+    cond_track = _Condensation(shape)
     want_entropy = "entropy" in arrays
     for layer in range(1, L + 1):
         out = blocks.block(q, p, spec, finite_T=finite_T, scale=scale, want_entropy=want_entropy)
@@ -160,10 +159,7 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
                     scale = np.exp(log_scale)  # inf only where branch outputs are negligible anyway
         if progress is not None:
             progress(layer, L)
-        cond = out.attn.condensed
-        n_cond += cond
-        if layer == 1:
-            first = np.broadcast_to(cond, shape).copy()
+        cond_track.add(layer, out.attn.condensed)
         if arrays:
             _record(arrays, layer, shape, _ratio(p, q), np.log(q) + log_scale, out.attn)
     q, p = np.broadcast_to(q, shape), np.broadcast_to(p, shape)
@@ -172,8 +168,8 @@ def propagate(spec: Spec, *, finite_T: bool = True, record: tuple[str, ...] | No
     prop = Propagation(spec=spec, finite_T=finite_T, **arrays)
     prop.rho_final = np.asarray(_ratio(p, q))
     prop.log_q_final = np.broadcast_to(np.log(q) + log_scale, shape).copy()
-    prop.n_condensed = n_cond
-    prop.first_condensed = first
+    prop.n_condensed = cond_track.n
+    prop.first_condensed = cond_track.first
     if "rho" in arrays:
         prop.rho_last = arrays["rho"]
         qrec = arrays["q"] if "q" in arrays else None
@@ -278,8 +274,7 @@ def _propagate_chunk(spec: Spec, finite_T: bool, record: tuple[str, ...],
     pre = spec.norm == "pre"
     log_scale: Any = np.zeros(shape) if pre else 0.0
     scale: Any = 1.0
-    n_cond = np.zeros(shape, dtype=np.int64)
-    first = np.zeros(shape, dtype=bool)
+    cond_track = _Condensation(shape)
     want_entropy = "entropy" in arrays
 
     def put(layer, q, p, log_scale, attn=None):
@@ -311,10 +306,7 @@ def _propagate_chunk(spec: Spec, finite_T: bool, record: tuple[str, ...],
                     scale = np.exp(log_scale)
         if progress is not None:
             progress(layer, L)
-        cond = out.attn.condensed
-        n_cond += cond
-        if layer == 1:
-            first = np.broadcast_to(cond, shape).copy()
+        cond_track.add(layer, out.attn.condensed)
         if arrays:
             put(layer, q, p, log_scale, out.attn)
     rho_f, lq_f = state(q, p, log_scale)
@@ -323,14 +315,27 @@ def _propagate_chunk(spec: Spec, finite_T: bool, record: tuple[str, ...],
     prop.log_q_final = np.broadcast_to(lq_f, shape).copy()
     if not np.all(np.isfinite(prop.log_q_final)):  # pragma: no cover - guarded above
         raise FloatingPointError("the propagated state became non-finite")
-    prop.n_condensed = n_cond
-    prop.first_condensed = first
+    prop.n_condensed = cond_track.n
+    prop.first_condensed = cond_track.first
     prop.rho_last, prop.q_pos, prop.positions = rho_last, q_pos, (geo.positions.copy() if keep else None)
     return prop
 
 
 def _expand(x):
     return np.asarray(x)[..., None] if np.ndim(x) else x
+
+
+class _Condensation:
+    """Counts the condensed layers (β > β_c) per grid point and keeps whether block 1 is condensed."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.n = np.zeros(shape, dtype=np.int64)
+        self.first = np.zeros(shape, dtype=bool)
+
+    def add(self, layer: int, cond: np.ndarray) -> None:
+        self.n += cond
+        if layer == 1:
+            self.first = np.broadcast_to(cond, self.n.shape).copy()
 
 
 def _ratio(p: np.ndarray, q: np.ndarray) -> np.ndarray:
