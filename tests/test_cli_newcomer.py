@@ -145,7 +145,7 @@ def test_validate_progress_and_plain_q_axis(tmp_path, capsys):
 def test_causal_tables_ship_with_the_package(monkeypatch, tmp_path):
     """`sigprop diagram --causal` needs no first-use computation at the shipped T (it took 87 s silently)."""
     from sigprop.theory import finite
-    from sigprop.theory.blocks import _causal_rows
+    from sigprop.theory.rows import causal_rows
 
     monkeypatch.setenv("SIGPROP_CACHE", str(tmp_path))
     finite.clear_cache()
@@ -155,7 +155,7 @@ def test_causal_tables_ship_with_the_package(monkeypatch, tmp_path):
 
     monkeypatch.setattr(finite, "_overlap_point", boom)
     for T in (64, 512, 2048):
-        n, _ = _causal_rows(T)
+        n, _ = causal_rows(T)
         for nk in n:
             finite._overlap_table(float(nk)).nodes  # noqa: B018  (reads or computes)
     finite.clear_cache()

@@ -27,8 +27,6 @@ from sigprop.theory import activations, rem, rows
 
 #: Number of geometric position bins of a causal (decoder) layer (:func:`sigprop.theory.rows.geometry`).
 CAUSAL_POSITIONS = rows.CAUSAL_POSITIONS
-#: representative key counts of the causal bins and their row weights (kept under its historical name)
-_causal_rows = rows.causal_rows
 
 
 def cosine(p, q) -> np.ndarray:

@@ -48,14 +48,6 @@ def full_model(name, cfg):
     return T.AutoModel.from_config(cfg, attn_implementation="eager").eval()
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(old, 2))
-    yield
-    torch.set_num_threads(old)
-
-
 REQUIRED = ("llama", "mistral", "gpt2", "gpt_neox", "bert")
 
 
