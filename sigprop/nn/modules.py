@@ -513,15 +513,17 @@ class TransformerStack(nn.Module):
 
     ``model(inputs_embeds=x)`` feeds raw vectors ``x`` (``(B, T, d)``) to block 1 as given (no embedding
     norm), so their overlaps are the theory's ``(q0, ρ0)``. ``model(input_ids=ids, attention_mask=mask)``
-    uses token + learned position embeddings → embedding norm → blocks (needs ``vocab_size``). Returns the
-    final hidden states ``(B, T, d)`` (no final norm).
+    uses token + learned position embeddings → embedding norm → blocks (needs ``vocab_size``); with RoPE
+    (``spec.rope_fraction > 0``) positions enter through the rotation only, as in Llama or GPT-NeoX, and
+    there is no learned position table. Returns the final hidden states ``(B, T, d)`` (no final norm).
 
     Parameters
     ----------
     spec : scalar Spec (width d, heads, kv_heads, depth L, norm, norm_type, block, attention, causal, window,
         activation, RoPE, β, α_SA, α_MLP, σ_w², σ_w,out², σ_v², σ_b², σ_bV², T = ``seq_len`` for the
         ``(ln T)^{1/4}`` of the Q/K init).
-    vocab_size, max_position : token-embedding size; position-embedding size (default ``spec.seq_len``).
+    vocab_size, max_position : token-embedding size; position-embedding size (default ``spec.seq_len``;
+        the longest sequence ``embed`` accepts without RoPE).
     emb_std, pos_std : std of the token and position embeddings.
     out_proj : add ``W_O`` (variance 1/d) after attention. layer_norm_affine : norms with γ (and β).
     dropout : on attention probabilities and branch outputs (inactive in ``eval()``; default 0).
@@ -575,7 +577,9 @@ class TransformerStack(nn.Module):
         if vocab_size is not None:
             self.max_position = int(max_position if max_position is not None else spec.seq_len)
             self.token_embedding: nn.Embedding | None = nn.Embedding(int(vocab_size), d)
-            self.position_embedding: nn.Embedding | None = nn.Embedding(self.max_position, d)
+            # RoPE models carry position in the rotation of q and k: no learned table on top
+            self.position_embedding: nn.Embedding | None = (
+                None if spec.rope_fraction > 0 else nn.Embedding(self.max_position, d))
             self.embed_norm: nn.Module | None = make_norm(d, spec.norm_type, layer_norm_affine)
             self.embed_dropout = nn.Dropout(dropout)
         else:
@@ -585,27 +589,29 @@ class TransformerStack(nn.Module):
     def init_embeddings(self, generator: torch.Generator, emb_std: float | None = None,
                         pos_std: float | None = None) -> None:
         """Token embeddings ``N(0, emb_std²)``, position embeddings ``N(0, pos_std²)`` (defaults: the attributes)."""
-        if self.token_embedding is None or self.position_embedding is None:
+        if self.token_embedding is None:
             return
         normal_(self.token_embedding.weight, self.emb_std if emb_std is None else emb_std, generator)
-        normal_(self.position_embedding.weight, self.pos_std if pos_std is None else pos_std, generator)
+        if self.position_embedding is not None:
+            normal_(self.position_embedding.weight, self.pos_std if pos_std is None else pos_std, generator)
 
     @property
     def vocab_size(self) -> int | None:
         return None if self.token_embedding is None else self.token_embedding.num_embeddings
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token + position (0..T−1) embeddings → embedding norm; ``(B, T)`` → ``(B, T, d)``."""
-        if self.token_embedding is None or self.position_embedding is None or self.embed_norm is None \
-                or self.max_position is None:
+        """Token + position (0..T−1) embeddings → embedding norm; ``(B, T)`` → ``(B, T, d)``. With RoPE: token
+        embeddings only (any T)."""
+        if self.token_embedding is None or self.embed_norm is None or self.max_position is None:
             raise ValueError(
                 "this TransformerStack has no embeddings; build it with vocab_size=... or pass inputs_embeds"
             )
-        T = input_ids.shape[-1]
-        if T > self.max_position:
-            raise ValueError(f"sequence length {T} exceeds max_position {self.max_position}")
-        pos = torch.arange(T, device=input_ids.device)
-        x = self.token_embedding(input_ids) + self.position_embedding(pos)
+        x = self.token_embedding(input_ids)
+        if self.position_embedding is not None:
+            T = input_ids.shape[-1]
+            if T > self.max_position:
+                raise ValueError(f"sequence length {T} exceeds max_position {self.max_position}")
+            x = x + self.position_embedding(torch.arange(T, device=input_ids.device))
         return self.embed_dropout(self.embed_norm(x))
 
     def forward(

@@ -463,3 +463,22 @@ def test_bad_twin_arguments_raise_value_error():
         Rotary(8, 1.5)
     with pytest.raises(ValueError, match="scalar"):
         Block(Spec(beta=np.array([1.0, 2.0])))
+
+
+def test_rope_stack_has_no_learned_position_table():
+    """With RoPE a stack built with a vocabulary embeds tokens only (as Llama and GPT-NeoX do): no
+    position table, any sequence length; without RoPE the learned table is added and bounds T."""
+    base = dict(width=32, heads=4, depth=2, seq_len=16, causal=True, norm="pre")
+    rope = TransformerStack(Spec(rope_fraction=1.0, **base), vocab_size=50, seed=0).eval()
+    plain = TransformerStack(Spec(**base), vocab_size=50, seed=0).eval()
+    assert rope.position_embedding is None and plain.position_embedding is not None
+    n_rope = sum(p.numel() for p in rope.parameters())
+    n_plain = sum(p.numel() for p in plain.parameters())
+    assert n_plain - n_rope == 16 * 32
+    ids = torch.randint(0, 50, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        x = rope.embed(ids)
+        assert torch.equal(x, rope.embed_norm(rope.token_embedding(ids)))
+        assert torch.isfinite(rope(input_ids=ids)).all()
+    with pytest.raises(ValueError, match="max_position"):
+        plain.embed(ids)
