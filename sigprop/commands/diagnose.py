@@ -106,6 +106,9 @@ def diagnose_cmd(
     fmt: Annotated[str, typer.Option("--format", help="text or json (stdout)")] = "text",
     device: Annotated[str, typer.Option("--device", help="where the probe runs (cpu, cuda)")] = "cpu",
     batch: Annotated[int, typer.Option("--batch", help="random sequences per seed")] = 2,
+    stream: Annotated[bool | None, typer.Option(
+        "--stream/--no-stream", help="measure block by block (default: when the fp32 weights exceed 2 GiB); "
+        "--no-stream builds whole models, so that --fix also measures the fixed model")] = None,
 ) -> None:
     """Diagnose a real model's initialisation: effective Spec, support, region and verdict, measured vs predicted."""
     from sigprop.diagnose import diagnose
@@ -126,12 +129,13 @@ def diagnose_cmd(
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: CUDA is not available here")
     diag = diagnose(target, seq_len=seq_len, depth=depth, seeds=seeds, measure=not no_measure,
-                    overrides=parse_overrides(set_), batch=batch, device=device)
+                    overrides=parse_overrides(set_), batch=batch, device=device, stream=stream)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     if diag.spec is not None and fix:
         rec = diag.recommend()
-        diag.fixed = fixed_block(diag, rec, seeds=seeds, batch=batch, device=device, measure=not no_measure)
+        diag.fixed = fixed_block(diag, rec, seeds=seeds, batch=batch, device=device, measure=not no_measure,
+                                 stream=stream)
         if save_fixed is not None:
             diag.fixed["saved_to"] = str(_save_fixed(diag, rec, save_fixed))
     if diag.spec is not None:

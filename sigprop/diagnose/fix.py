@@ -162,9 +162,13 @@ def centre_attention(block: Any, arch: Any, eff: Any, *, causal: bool) -> list[A
 
 
 def fixed_block(diag: Any, recommendation: dict[str, Any], *, seeds: int, batch: int = 2, device: str = "cpu",
-                measure: bool = True) -> dict[str, Any]:
+                measure: bool = True, stream: bool | None = None) -> dict[str, Any]:
     """The ``fixed`` JSON block: the recommended Spec's label, verdict and predicted curves, and the
-    measured curves of models built from the config and fixed with :func:`apply` (same seeds)."""
+    measured curves of models built from the config and fixed with :func:`apply` (same seeds).
+
+    ``stream``: as for :func:`sigprop.diagnose.diagnose` (``None``: stream above the 2 GiB threshold). A
+    streamed config has no whole model to fix, so the fixed curves are then theory only (with a note);
+    ``stream=False`` builds the fixed models whole."""
     from sigprop.diagnose.core import compare, predicted_rows
     from sigprop.diagram import verdict
 
@@ -177,11 +181,13 @@ def fixed_block(diag: Any, recommendation: dict[str, Any], *, seeds: int, batch:
         from sigprop.diagnose import core
         from sigprop.diagnose.probe import measure_rows, model_bytes
 
-        if diag.target.model is None and model_bytes(diag.target.config) > core.STREAM_BYTES:
-            notes.append("the fixed model is not measured: the config is too large to build whole (it streams); "
-                         "check the fix on a smaller --set")
+        big = diag.target.model is None and model_bytes(diag.target.config) > core.STREAM_BYTES
+        if diag.target.model is None and (stream or (stream is None and big)):
+            notes.append("the fixed model is not measured: the config streams (measured block by block, "
+                         "no whole model to fix); build it whole with --no-stream, or check the fix on a "
+                         "smaller --set")
         else:
-            meas = measure_rows(diag, seeds=seeds, batch=batch, device=device,
+            meas = measure_rows(diag, seeds=seeds, batch=batch, device=device, stream=False,
                                 transform=lambda m: apply(diag, m, recommendation), spec=new)
     er, ee = compare(pred, meas)
     rec = {k: val for k, val in recommendation.items() if k != "spec"}

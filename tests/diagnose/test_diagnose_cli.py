@@ -105,3 +105,23 @@ def test_single_wide_head_is_entropy_collapse():
     assert d.spec.beta == pytest.approx(0.02**2 * 16384 / math.sqrt(math.log(4096)), rel=1e-9)
     assert d.spec.beta == pytest.approx(2.27, abs=0.005)
     assert d.label == "entropy_collapse"
+
+
+@pytest.mark.parametrize("flag", [None, "--stream", "--no-stream"])
+def test_stream_switch(flag, tmp_path, capsys, monkeypatch):
+    """`--stream/--no-stream`: with the size threshold lowered so that a tiny BERT counts as large, the
+    default streams (rows marked `stream`; the fixed model is theory only, with a note naming --no-stream),
+    `--no-stream` builds whole models and measures the fixed one too, `--stream` streams regardless."""
+    import sigprop.diagnose.core as core
+
+    monkeypatch.setattr(core, "STREAM_BYTES", 1)
+    args = ["diagnose", "bert", *SMALL, "-T", "32", "--seeds", "1", "--fix", "--out", str(tmp_path), "--format", "json"]
+    rc, out, err = run(args + ([flag] if flag else []), capsys)
+    assert rc == 0, err
+    js = json.loads(out)
+    streamed = flag != "--no-stream"
+    assert ("stream" in js["measured"][0]) == streamed
+    if streamed:
+        assert js["fixed"]["measured"] is None and any("--no-stream" in n for n in js["fixed"]["notes"])
+    else:
+        assert [r["layer"] for r in js["fixed"]["measured"]] == [0, 1, 2, 3] and not js["fixed"]["notes"]
