@@ -36,7 +36,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -104,9 +104,13 @@ def _is_stack(model: nn.Module) -> bool:
 
 
 def _stack_adapter(model: nn.Module) -> HookPoints:
+    from sigprop.nn.modules import Block, TransformerStack
+
+    assert isinstance(model, TransformerStack)  # registered with the _is_stack predicate
+    blocks = cast("list[Block]", list(model.blocks))  # a stack's ModuleList holds only Blocks
     return HookPoints(
-        blocks=list(model.blocks),
-        attention_probs=[b.attn.probs for b in model.blocks],
+        blocks=list(blocks),
+        attention_probs=[b.attn.probs for b in blocks],
         causal=bool(model.spec.causal),
     )
 
@@ -400,6 +404,7 @@ def measure(
 
     def on_input(module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else kwargs.get("hidden_states")
+        assert x is not None, "the first block was called without hidden states"
         if "sel" not in masks:
             set_masks(x.shape[1])
         states[0] = token_stats(x, masks["sel"], stable_rank=stable_rank)
@@ -481,7 +486,8 @@ def _rows(states: list[dict[str, float] | None], attn: list[dict[str, Any] | Non
         row.update(
             states[i] or {"cosine": math.nan, "rho_gram": math.nan, "q": math.nan, "stable_rank": math.nan}
         )
-        row.update(attn[i] if attn[i] is not None else empty_attn)
+        attn_i = attn[i]
+        row.update(attn_i if attn_i is not None else empty_attn)
         layers.append(row)
     return layers
 

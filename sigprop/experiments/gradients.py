@@ -25,12 +25,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from sigprop.spec import Spec
 from sigprop.theory import gradients as theory
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from sigprop.nn.modules import Block, TransformerStack
 
 MODES = ("random", "mlm")
 
@@ -56,7 +61,7 @@ def predictions(beta: float, seq_len: int, width: int, *, q: float, p: float, si
     """Result-2 predictions for one layer given its input overlaps (q, p) and upstream ``Σ|δ_t|²``."""
     q = max(float(q), 1e-12)
     rho = min(max(float(p) / q, 0.0), 1.0)
-    kw = dict(seq_len=seq_len, width=width, q=q, sigma_v2=sigma_v2, delta2=delta2)
+    kw: dict[str, Any] = dict(seq_len=seq_len, width=width, q=q, sigma_v2=sigma_v2, delta2=delta2)
     return {
         "predicted_finite": float(theory.wq_grad_norm2(beta, rho, finite_T=True, **kw)),
         "predicted_asymptotic": float(theory.wq_grad_norm2(beta, rho, finite_T=False, **kw)),
@@ -69,6 +74,18 @@ def _spec(beta, seq_len, width, heads, depth, sigma_v2, rho, q, base: Spec | Non
     base = base if base is not None else Spec()
     return base.replace(beta=float(beta), seq_len=int(seq_len), width=int(width), heads=int(heads),
                         depth=int(depth), sigma_v2=float(sigma_v2), rho0=float(rho), q0=float(q))
+
+
+def _weight_grad2(layer: nn.Linear) -> float:
+    """``|∂L/∂W|_F²`` of a linear layer after a backward (in float64)."""
+    grad = layer.weight.grad
+    assert grad is not None, "the backward pass did not reach this weight"
+    return float(grad.double().pow(2).sum())
+
+
+def _blocks(model: TransformerStack) -> list[Block]:
+    """The blocks of a :class:`sigprop.nn.TransformerStack` (its ModuleList holds only Blocks)."""
+    return cast("list[Block]", list(model.blocks))
 
 
 def _overlaps(x) -> tuple[float, float]:
@@ -88,7 +105,7 @@ def measure_random(beta: float, seq_len: int, width: int, seed: int, *, rho: flo
 
     sp = _spec(beta, seq_len, width, heads, 1, sigma_v2, rho, q, spec)
     model = TransformerStack(sp, seed=int(seed))
-    attn = model.blocks[0].attn
+    attn = _blocks(model)[0].attn
     g = torch.Generator().manual_seed(10_007 * int(seed) + 17)
     T, d = int(seq_len), int(width)
     u = torch.randn(1, d, generator=g, dtype=torch.float64)
@@ -100,9 +117,8 @@ def measure_random(beta: float, seq_len: int, width: int, seed: int, *, rho: flo
     y.backward(delta[None])
     rec = {
         "mode": "random", "layer": 1, "beta": float(beta), "seq_len": T, "width": d, "heads": int(heads),
-        "seed": int(seed), "grad_wq2": float(attn.q.weight.grad.double().pow(2).sum()),
-        "grad_wk2": float(attn.k.weight.grad.double().pow(2).sum()),
-        "grad_wv2": float(attn.v.weight.grad.double().pow(2).sum()), "delta2": float(T), "q_in": float(q),
+        "seed": int(seed), "grad_wq2": _weight_grad2(attn.q), "grad_wk2": _weight_grad2(attn.k),
+        "grad_wv2": _weight_grad2(attn.v), "delta2": float(T), "q_in": float(q),
         "p_in": float(q * rho),
     }
     rec.update(predictions(beta, T, d, q=q, p=q * rho, sigma_v2=float(sp.sigma_v2), delta2=float(T)))
@@ -134,7 +150,8 @@ def measure_mlm(beta: float, seq_len: int, width: int, seed: int, *, depth: int 
 
     seen: dict[int, dict[str, Any]] = {}
     handles = []
-    for i, block in enumerate(model.blocks):
+    blocks = _blocks(model)
+    for i, block in enumerate(blocks):
         def hook(mod, args, out, i=i):
             out.retain_grad()
             seen[i] = {"x": args[0].detach()[0], "y": out}
@@ -148,15 +165,14 @@ def measure_mlm(beta: float, seq_len: int, width: int, seed: int, *, depth: int 
         for h in handles:
             h.remove()
     out = []
-    for i, block in enumerate(model.blocks):
+    for i, block in enumerate(blocks):
         attn = block.attn
         qin, pin = _overlaps(seen[i]["x"].double())
         delta2 = float(seen[i]["y"].grad.double().pow(2).sum())
         rec = {
             "mode": "mlm", "layer": i + 1, "beta": float(beta), "seq_len": T, "width": d, "heads": int(heads),
-            "seed": int(seed), "grad_wq2": float(attn.q.weight.grad.double().pow(2).sum()),
-            "grad_wk2": float(attn.k.weight.grad.double().pow(2).sum()),
-            "grad_wv2": float(attn.v.weight.grad.double().pow(2).sum()), "delta2": delta2, "q_in": qin,
+            "seed": int(seed), "grad_wq2": _weight_grad2(attn.q), "grad_wk2": _weight_grad2(attn.k),
+            "grad_wv2": _weight_grad2(attn.v), "delta2": delta2, "q_in": qin,
             "p_in": pin, "loss": float(loss.detach()),
         }
         rec.update(predictions(beta, T, d, q=qin, p=pin, sigma_v2=float(sp.sigma_v2), delta2=delta2))

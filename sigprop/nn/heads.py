@@ -18,14 +18,14 @@ biases), so the model seed fixes them and the global RNG is untouched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sigprop.nn.init import normal_, reset_norm_
-from sigprop.nn.modules import LN_EPS, AttentionProbs, TransformerStack, make_norm
+from sigprop.nn.modules import LN_EPS, AttentionProbs, Block, TransformerStack, make_norm
 
 __all__ = [
     "IGNORE_INDEX",
@@ -175,9 +175,11 @@ def _register_measure_adapter() -> None:
     from sigprop.measure import HookPoints, register_adapter
 
     def adapter(m: nn.Module) -> HookPoints:
+        assert isinstance(m, LanguageModel)  # registered with the isinstance predicate below
+        blocks = cast("list[Block]", list(m.stack.blocks))  # a stack's ModuleList holds only Blocks
         return HookPoints(
-            blocks=list(m.stack.blocks),
-            attention_probs=[b.attn.probs for b in m.stack.blocks],
+            blocks=list(blocks),
+            attention_probs=[b.attn.probs for b in blocks],
             causal=bool(m.stack.spec.causal),
         )
 

@@ -60,8 +60,9 @@ def reset_norm_(module: nn.Module) -> None:
     """γ = 1 and shift 0 for an affine ``LayerNorm``/``RMSNorm`` (no-op without affine parameters)."""
     if isinstance(module, (nn.LayerNorm, nn.RMSNorm)) and module.elementwise_affine:
         module.weight.fill_(1.0)
-        if getattr(module, "bias", None) is not None:
-            module.bias.zero_()
+        bias = getattr(module, "bias", None)  # RMSNorm has no shift; LayerNorm(bias=False) has None
+        if isinstance(bias, torch.Tensor):
+            bias.zero_()
 
 
 @torch.no_grad()
