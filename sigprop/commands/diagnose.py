@@ -148,6 +148,7 @@ def diagnose_cmd(
         return
     typer.echo(diag.summary())
     if diag.measured:
+        assert diag.predicted is not None  # diagnose() predicts before it measures
         typer.echo(_table(diag.predicted, diag.measured))
     typer.echo("wrote " + ", ".join(payload["files"]))
 

@@ -192,9 +192,10 @@ def _llama_settings(config: Any) -> dict[str, Any]:
 def _t5_settings(config: Any) -> dict[str, Any]:
     act = activation_name(getattr(config, "dense_act_fn", "relu"))
     if getattr(config, "is_gated_act", False):
-        act = {"silu": "swiglu", "gelu": "geglu"}.get(act)
-        if act is None:
+        gated = {"silu": "swiglu", "gelu": "geglu"}.get(act)
+        if gated is None:
             raise ValueError(f"gated T5 MLP with {config.dense_act_fn!r} has no kernel in the theory")
+        act = gated
     return _base(norm_type="rmsnorm", activation=act, logit_scale=1.0,
                  reasons=["relative position bias added to the logits of every head (its within-row variance is "
                           "reported; the theory leaves it out)"])

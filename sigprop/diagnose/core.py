@@ -141,6 +141,7 @@ class Diagnosis:
 def _margins(d: Diagnosis) -> dict[str, Any]:
     v = d.report.verdict
     s = d.spec
+    assert s is not None  # a report is only made from a spec (diagnose)
     return {"rho_final": v.rho_final, "beta": s.beta, "beta_c": v.beta_c,
             "beta_over_beta_c": s.beta / v.beta_c if v.beta_c and math.isfinite(v.beta_c) else None,
             "alpha_sa": s.alpha_sa, "alpha_c": v.alpha_c, "grad_vanishing": v.grad_vanishing}
@@ -195,6 +196,7 @@ def _theory_gaps(spec: Spec) -> tuple[Spec, list[str]]:
         if spec.gated:
             from sigprop.spec import GATED
 
+            assert isinstance(spec.activation, str)  # spec.gated: a name in GATED
             plain = GATED[spec.activation]
             reasons.append(f"this installation's theory has no kernel for {spec.activation} ({str(exc)[:80]}); "
                            f"predicted with {plain}")
@@ -203,6 +205,7 @@ def _theory_gaps(spec: Spec) -> tuple[Spec, list[str]]:
         else:
             raise
     base = propagate(small, record=("rho", "entropy")).rho
+    assert base is not None  # recorded
     defaults = {"sigma_w2_out": None, "block": "sequential", "rope_fraction": 0.0}
     if spec.window is not None and spec.window < spec.seq_len:
         defaults["window"] = None
@@ -210,6 +213,7 @@ def _theory_gaps(spec: Spec) -> tuple[Spec, list[str]]:
         if getattr(spec, name) == default or (name == "sigma_w2_out" and np.allclose(spec.w2_out, spec.sigma_w2)):
             continue
         other = propagate(small.replace(**{name: default}), record=("rho",)).rho
+        assert other is not None  # recorded
         if np.allclose(other, base, rtol=0, atol=1e-12):
             reasons.append(f"this installation's theory ignores {name}={getattr(spec, name)!r} (merge the theory branch)")
     return spec, reasons
@@ -265,12 +269,14 @@ def predicted_rows(spec: Spec) -> list[dict[str, Any]]:
     see ≥ 2 keys: no rescale. A sliding window does not change this: only row 1 sees one key.
     """
     prop = propagate(spec, record=("rho", "q", "entropy", "y2", "condensed"))
+    rho, q, entropy, y2, condensed = prop.rho, prop.q, prop.entropy, prop.y2, prop.condensed
+    assert rho is not None and q is not None and entropy is not None and y2 is not None and condensed is not None
     ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0  # see the docstring
     rows = []
     for ell in range(spec.depth + 1):
-        rows.append({"layer": ell, "rho": float(prop.rho[ell]), "q": float(prop.q[ell]),
-                     "attn_entropy_norm": float(prop.entropy[ell]) * ent_scale if ell else None,
-                     "y2": float(prop.y2[ell]) if ell else None, "condensed": bool(prop.condensed[ell]) if ell else None})
+        rows.append({"layer": ell, "rho": float(rho[ell]), "q": float(q[ell]),
+                     "attn_entropy_norm": float(entropy[ell]) * ent_scale if ell else None,
+                     "y2": float(y2[ell]) if ell else None, "condensed": bool(condensed[ell]) if ell else None})
     return rows
 
 
@@ -295,6 +301,7 @@ def _arch_and_effective(target: Target) -> tuple[_archs.Arch, Effective, list[st
                 return arch, fast, reasons
             config = target.config = full_config(config)  # a light view: the recorded init needs the real one
             meta, rec = recorded_init(config, _archs.builder(arch))
+            assert model_type is not None  # arch_for found it among arch.model_types
             return arch, effective(meta, config, arch, Reader(rec), model_type), reasons
     else:
         model_for_generic = model

@@ -107,6 +107,7 @@ def effective_from_config(config: Any, arch: Arch) -> Effective | None:
     r = _roles(mt, config) if mt in arch.model_types else None
     if r is None:
         return None
+    assert mt is not None  # one of arch.model_types
     settings = arch.settings(config)
     L = _depth(config)
     d, dh, inner, ff = r["d"], r["dh"], r["inner"], r["ff"]
