@@ -49,7 +49,7 @@ def theory_curves(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
     out = []
     for T in seq_lens:
         for d in widths:
-            kw = dict(seq_len=T, width=d, q=q, sigma_v2=sigma_v2, grad_scale=grad_scale)
+            kw: dict[str, Any] = dict(seq_len=T, width=d, q=q, sigma_v2=sigma_v2, grad_scale=grad_scale)
             out.append({
                 "seq_len": T, "width": d, "delta2": grad_scale * d / T, "beta": betas,
                 "scaled_finite": G.scaled_wq_grad(betas, rho, finite_T=True, **kw),
@@ -108,9 +108,10 @@ def run_gradients(betas: np.ndarray, seq_lens: list[int], widths: list[int], *, 
     if measure:
         t0 = time.time()
         n_models = len(betas) * len(seq_lens) * len(widths) * seeds
+        extra: dict[str, Any] = {"rho": rho} if mode == "random" else {}
         with progress_bar(progress, "measuring ‖∂L/∂W_Q‖", n_models) as bar:
             recs = E.sweep(betas, seq_lens, widths, seeds, mode=mode, depth=depth, sigma_v2=sv2,
-                           progress=lambda done, total: bar.advance(), **({"rho": rho} if mode == "random" else {}))
+                           progress=lambda done, total: bar.advance(), **extra)
         summ = E.summarise(recs)
         for r in summ:
             T, d = r["seq_len"], r["width"]
@@ -188,8 +189,8 @@ def _plot(payload: dict[str, Any], path: Path, title: str | None = None) -> None
     plt.close(fig)
 
 
-FIG3C_CPU = {"seq_lens": [1024, 2048], "widths": [128, 256], "betas": np.linspace(0.01, 3.0, 9), "seeds": 4}
-FIG3C_FULL = {"seq_lens": [2048, 4096], "widths": [256, 512], "betas": np.linspace(0.01, 3.0, 15), "seeds": 10}
+FIG3C_CPU: dict[str, Any] = {"seq_lens": [1024, 2048], "widths": [128, 256], "betas": np.linspace(0.01, 3.0, 9), "seeds": 4}
+FIG3C_FULL: dict[str, Any] = {"seq_lens": [2048, 4096], "widths": [256, 512], "betas": np.linspace(0.01, 3.0, 15), "seeds": 10}
 
 
 def reproduce_fig3c(out: Path, full: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -336,14 +336,14 @@ def fig5(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     T, per_seed = _size("fig5", full)
     rows = (seeds or 1) * per_seed
     betas = np.array([0.5, 1.0, 1.2, math.sqrt(2), 1.6, 2.0, 2.5, 3.0, 4.0, 6.0])
-    means, sems = [], []
+    mean_list, sem_list = [], []
     with progress_bar(progress, "fig5 Monte Carlo", len(betas)) as prog:
         for i, b in enumerate(betas):
             m, s = mc_y2([b], T, rows, seed=1000 + i)
-            means.append(m[0])
-            sems.append(s[0])
+            mean_list.append(m[0])
+            sem_list.append(s[0])
             prog.advance()
-    means, sems = np.asarray(means), np.asarray(sems)
+    means, sems = np.asarray(mean_list), np.asarray(sem_list)
     bl = np.linspace(0.05, 6.5, 200)
     fin_line = np.asarray(rem.stats(bl, 0.0, T, finite_T=True).y2)
     inf_line = np.asarray(rem.stats(bl, 0.0, None).y2)
@@ -456,6 +456,7 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
         b = float(pt.spec.beta)
         enc = propagate(pt.spec.replace(causal=False), finite_T=True).rho
         enc_inf = propagate(pt.spec.replace(causal=False), finite_T=False).rho
+        assert enc is not None and enc_inf is not None  # ρ is recorded by default
         cau = pt.theory_finite["rho"]
         m = pt.measured_mean["rho_gram"]
         e_enc = float(np.nanmax(np.abs(enc[1:] - m[1:])))
@@ -472,14 +473,14 @@ def fig12(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (b, r) in enumerate(res.items()):
+    for i, (b_key, r) in enumerate(res.items()):
         c = colours[i]
         x = np.arange(L + 1)
-        ax.plot(x, r["encoder_finite"], color=c, label=f"β={b} encoder theory (finite T)")
-        ax.plot(x, r["encoder_asymptotic"], color=c, ls="--", lw=0.8, label=f"β={b} encoder theory (T=∞)")
-        ax.plot(x, r["causal_finite"], color=c, ls=":", label=f"β={b} causal theory (all rows)")
+        ax.plot(x, r["encoder_finite"], color=c, label=f"β={b_key} encoder theory (finite T)")
+        ax.plot(x, r["encoder_asymptotic"], color=c, ls="--", lw=0.8, label=f"β={b_key} encoder theory (T=∞)")
+        ax.plot(x, r["causal_finite"], color=c, ls=":", label=f"β={b_key} causal theory (all rows)")
         ax.errorbar(x, r["measured_rho_gram_last_k"], yerr=r["measured_std"], fmt="o", ms=3, capsize=2, color=c,
-                    label=f"β={b} decoder, last {k} tokens")
+                    label=f"β={b_key} decoder, last {k} tokens")
     finish_axes(ax, r"layer $\ell$", r"$\rho_\ell$", f"Fig 12: causal post-LN, d={d}, T={T}, {S} seeds", legend=6)
     fig.tight_layout()
     payload = {"figure": "fig12", "full": full, "settings": {"width": d, "seq_len": T, "depth": L, "seeds": S,

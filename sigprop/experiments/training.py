@@ -373,7 +373,7 @@ def fig1e(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
             jobs.append((f"{name}/seed={s}", spec0.replace(beta=pt[0], alpha_sa=pt[1]),
                          dataclasses.replace(cfg, seed=s)))
     runs = train_jobs(jobs, workers=sz["workers"], progress=progress, cache=out / "runs" / "fig1e")
-    per = {}
+    per: dict[str, dict[str, Any]] = {}
     for name, pt in inits.items():
         if pt is None:
             continue
@@ -440,7 +440,7 @@ def fig6(out: Path, full: bool, seeds: int | None, progress: bool) -> dict:
     jobs = [(f"{att}/seed={s}", base.replace(attention=att), dataclasses.replace(cfg, seed=s))
             for att in ("softmax", "centred") for s in range(S)]
     runs = train_jobs(jobs, workers=sz["workers"], progress=progress, cache=out / "runs" / "fig6")
-    per = {}
+    per: dict[str, dict[str, Any]] = {}
     for att in ("softmax", "centred"):
         sp = base.replace(attention=att)
         rs = [runs[f"{att}/seed={s}"] for s in range(S)]
@@ -505,6 +505,7 @@ def learnability(out: Path | None = None, *, progress: bool = False, **overrides
     spec0 = Spec(depth=sz["depth"], width=sz["width"], seq_len=sz["seq_len"], heads=1, norm="post", rho0=0.03,
                  sigma_w2=0.2, sigma_v2=0.2, sigma_b2=4e-4, alpha_mlp=1.0)
     rec = recommend_from(diagram(spec0, ("beta", np.linspace(0.05, 4.0, 40)), ("alpha_sa", np.linspace(0.0, 3.0, 40))))
+    assert rec is not None, "the learnability diagram has no trainable point"
     spec = spec0.replace(beta=round(rec.x, 2), alpha_sa=round(rec.y, 2))
     cfg = _config(sz)
     runs = train_jobs([("trainable", spec, cfg), ("frozen_uniform", spec, dataclasses.replace(cfg, freeze_uniform_attention=True))],
