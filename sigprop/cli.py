@@ -7,11 +7,13 @@ exit code 2 with one clear line (never a traceback).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
 from importlib import metadata as _metadata
 from pathlib import Path
+from types import ModuleType
 
 import click
 import typer
@@ -19,14 +21,15 @@ import typer
 from sigprop.commands import diagnose, gradients, sweep, theory, train, validate
 
 try:  # typer ≥ 0.2x vendors click; older typer re-uses the click package
-    from typer._click import exceptions as _tce  # type: ignore[attr-defined]
+    _tce: ModuleType = importlib.import_module("typer._click.exceptions")  # by name: not in every typer
 except ImportError:  # pragma: no cover - depends on the typer version
     _tce = click.exceptions
 
 _NO_ARGS = tuple({click.exceptions.NoArgsIsHelpError, getattr(_tce, "NoArgsIsHelpError", click.exceptions.NoArgsIsHelpError)})
 _EXIT = tuple({click.exceptions.Exit, typer.Exit})
 _ABORT = tuple({click.exceptions.Abort, typer.Abort})
-_CLICK_ERR = tuple({click.ClickException, _tce.ClickException})
+# typer's vendored ClickException has click's interface (format_message)
+_CLICK_ERR: tuple[type[click.ClickException], ...] = tuple({click.ClickException, _tce.ClickException})
 
 
 app = typer.Typer(

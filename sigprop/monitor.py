@@ -79,7 +79,7 @@ def probe(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str
 
     was_training = model.training
     device = next(model.parameters()).device
-    kw = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+    kw: dict[str, Any] = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
     model.eval()
     try:
         m = measure(model, **kw)

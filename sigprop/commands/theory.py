@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -89,11 +89,13 @@ def propagate_cmd(spec: Spec, asymptotic: Asymptotic = False, fmt: FormatO = For
     for c in ("layer", "ρ", "q", "Y²", "entropy/lnT", "β_c(in)"):
         t.add_column(c, justify="right")
     step = max(1, spec.depth // 40)
+    rho, q = pr.rho, pr.q
+    assert rho is not None and q is not None  # recorded by default
     for ell in range(0, spec.depth + 1):
         if ell % step and ell != spec.depth:
             continue
         f = lambda a, ell=ell: "" if ell == 0 else f"{a[ell]:.4f}"  # noqa: E731
-        t.add_row(str(ell), f"{pr.rho[ell]:.4f}", f"{pr.q[ell]:.4g}", f(pr.y2), f(pr.entropy), f(pr.beta_c))
+        t.add_row(str(ell), f"{rho[ell]:.4f}", f"{q[ell]:.4g}", f(pr.y2), f(pr.entropy), f(pr.beta_c))
     console.print(t)
     console.print(f"region: [bold]{region}[/bold]")
     console.print(v.text)
@@ -132,7 +134,7 @@ def diagram_cmd(
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
     try:
         rec = rep.recommended
-        plot_diagram(rep.diagram, ax, mark=(spec.beta, spec.alpha_sa), recommended=(rec.x, rec.y) if rec else None)
+        plot_diagram(rep.diagram, ax, mark=(float(spec.beta), float(spec.alpha_sa)), recommended=(rec.x, rec.y) if rec else None)
         fig.tight_layout()
         png = savefig_atomic(fig, out / "diagram.png", dpi=130)
     finally:
@@ -140,7 +142,8 @@ def diagram_cmd(
     try:
         if rep.compact:
             buf = io.BytesIO()
-            np.savez_compressed(buf, **rep.arrays())
+            arrays: dict[str, Any] = rep.arrays()  # names of arrays, not savez's keyword options
+            np.savez_compressed(buf, **arrays)
             write_atomic(out / "diagram.npz", buf.getvalue())
         write_atomic(out / "diagram.json", text)
     except BaseException:

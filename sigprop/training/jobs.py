@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sigprop.io import dumps, write_atomic
 from sigprop.progress import NoBar
@@ -107,11 +107,15 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
 class InlineExecutor(cf.Executor):
     """Runs each task when submitted (one local worker: no subprocess, Ctrl-C lands in the job itself)."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
-        fut: cf.Future = cf.Future()
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
+        fut: cf.Future[_T] = cf.Future()
         try:
             fut.set_result(fn(*args, **kwargs))
         except KeyboardInterrupt:

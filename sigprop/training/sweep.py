@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sigprop.diagram import LABELS, diagram
 from sigprop.io import dumps, write_atomic
@@ -207,7 +208,7 @@ def ranking_auc(ranked: Sequence[tuple[bool, float]]) -> float | None:
 
 
 # -------------------------------------------------------------------------------------------- sweep
-def sweep(spec: Spec, betas: Sequence[float], alphas: Sequence[float], config=None, out: str | os.PathLike = "sweep",
+def sweep(spec: Spec, betas: ArrayLike, alphas: ArrayLike, config=None, out: str | os.PathLike = "sweep",
           *, executor: Any = "local", workers: int | None = None, scheduler: str | None = None,
           threshold: float = DEFAULT_THRESHOLD, progress: bool = False, data: Any = None, plot: bool = True,
           diagram_kwargs: dict[str, Any] | None = None) -> SweepResult:
