@@ -159,7 +159,11 @@ def hf_is_causal(model: nn.Module, block: nn.Module | None = None) -> bool:
     Attention modules in current ``transformers`` carry ``is_causal``; the first self-attention module of
     the first block decides (cross-attention modules are skipped). Without one, ``config.is_decoder``.
     """
-    block = block if block is not None else _hf_layers(model)[0]  # type: ignore[index]
+    if block is None:
+        layers = _hf_layers(model)
+        if layers is None:  # the TypeError indexing None raised before, with a message
+            raise TypeError(f"{type(model).__name__} has no list of transformer blocks")
+        block = layers[0]
     for name, mod in block.named_modules():
         flag = getattr(mod, "is_causal", None)
         if isinstance(flag, bool) and "cross" not in name.lower() and not getattr(mod, "is_cross_attention", False):

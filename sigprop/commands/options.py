@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -34,7 +34,7 @@ from sigprop.training.config import TrainConfig
 
 def _choices(name: str, values: Iterable[str]) -> type[Enum]:
     """A ``str`` Enum of the names the spec accepts (typer shows them and refuses others)."""
-    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+    return cast("type[Enum]", Enum(name, {v: v for v in values}, type=str))  # the functional API makes a class
 
 
 Norm = _choices("Norm", NORMS)
@@ -138,9 +138,9 @@ def option_error(exc: ValueError) -> typer.BadParameter:
     msg = str(exc)
     first = re.match(r"[A-Za-z_]\w*", msg)
     opt = _ERROR_NAMES.get(first.group(0)) if first else None
-    if opt is None:
+    if opt is None or first is None:  # (opt is None whenever first is)
         return typer.BadParameter(msg)
-    return typer.BadParameter(msg[first.end():].lstrip(), param_hint=f"'{opt.flag}'")  # type: ignore[union-attr]
+    return typer.BadParameter(msg[first.end():].lstrip(), param_hint=f"'{opt.flag}'")
 
 
 def spec_options(*, exclude: Iterable[str] = (), **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -182,7 +182,7 @@ def with_options(fn: Callable[..., Any], *, extra: list[inspect.Parameter], para
 
     params = own + extra
     del command.__wrapped__  # typer must read the new signature, not the function's own
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # functions take it at runtime
     command.__annotations__ = {p.name: p.annotation for p in params}
     return command
 

@@ -275,3 +275,19 @@ def test_huggingface_bert_adapter():
         assert row["q"] == pytest.approx(1.0, abs=1e-3)
     assert 0 < r.layers[1]["attn_entropy_norm"] <= 1
     assert all_hooks(hf) == own_hooks
+
+
+def test_hf_is_causal_without_blocks_is_a_type_error_naming_the_model():
+    from sigprop.measure import hf_is_causal
+
+    class NoBlocks(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+
+    with pytest.raises(TypeError, match="NoBlocks has no list of transformer blocks"):
+        hf_is_causal(NoBlocks())
+    block = torch.nn.Module()
+    block.attn = torch.nn.Module()
+    block.attn.is_causal = True  # a block handed in explicitly is read, not searched for
+    assert hf_is_causal(NoBlocks(), block) is True
