@@ -323,35 +323,45 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
 
 def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
     """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
-    each row bin as a line in the query cosine, ``e0 + e1 c`` (``(G, K)`` each); one table per bin's key
-    count."""
+    each row bin as a line in the query cosine, ``e0 + e1 c`` (``(G, K)`` each); the tables of all bins'
+    key counts are read in one vectorised pass (:func:`sigprop.theory.rows.bin_tables`)."""
     G, K = b.shape
     T = float(geo.seq_len)
     inv_n = geo.inv_n
-    y2 = np.empty((G, K))
+    y2 = np.ones((G, K))  # a row that sees one key: A = 1
     ent: Any = np.zeros((G, K)) if want_entropy else None
     # the excess of row bin i against bin j is affine in the query cosine: e0_i + e1_i c_ij
     e0: Any = np.zeros((G, K)) if finite_T else None
     e1: Any = np.zeros((G, K)) if finite_T else None
-    # each row's smallest and largest query cosine (c is symmetric: reduce over the middle axis, faster)
-    c_lo: Any = c.min(axis=1) if finite_T else None
-    c_hi: Any = c.max(axis=1) if finite_T else None
-    for i in range(K):
-        n = float(geo.n[i])
-        if n < 2:
-            y2[:, i] = 1.0
-            continue
-        if finite_T and not np.any(b[:, i]):  # uniform rows: Y² = ov = 1/n exactly (no table needed)
-            y2[:, i] = inv_n[i]
-            if want_entropy:
-                ent[:, i] = 1.0
-            continue
-        st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
-        y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
+    live = geo.n >= 2
+    if finite_T:  # uniform rows (b = 0 at every point): Y² = ov = 1/n exactly, no table needed
+        uniform = live & ~np.any(b, axis=0)
+        y2[:, uniform] = inv_n[uniform]
         if want_entropy:
-            ent[:, i] = st.entropy
-        if finite_T:
-            e0[:, i], e1[:, i] = _excess_overlap_line(b[:, i], c_lo[:, i], c_hi[:, i], n, T)
+            ent[:, uniform] = 1.0
+        live &= ~uniform
+    cols = np.flatnonzero(live)
+    if cols.size == 0:
+        return y2, ent, e0, e1
+    full = cols.size == K
+    n = geo.n[cols]
+    bl = b if full else b[:, cols]
+    bn = bl * rows.row_beta_scale(n, T)  # each row's effective β relative to its own n keys
+    if finite_T:
+        tab = rows.bin_tables(n)
+        y = tab.y2(bn)
+        y2[:, cols] = y - (1.0 / n - inv_n[cols])  # bin mean: exact 1/n part
+        # each row's smallest and largest query cosine (c is symmetric: reduce over the middle axis, faster)
+        c_lo, c_hi = c.min(axis=1), c.max(axis=1)
+        if not full:
+            c_lo, c_hi = c_lo[:, cols], c_hi[:, cols]
+        e0[:, cols], e1[:, cols] = _excess_overlap_line(bn, y, c_lo, c_hi, tab)
+    else:
+        y2[:, cols] = rows.asymptotic_y2(bn)
+    if want_entropy:
+        for k, i in enumerate(cols):
+            ent[:, i] = rows.row_stats(bl[:, k], float(n[k]), T, finite_T=finite_T, entropy=True,
+                                       table=True).entropy
     return y2, ent, e0, e1
 
 
@@ -390,15 +400,17 @@ def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
     return z.transpose(0, 2, 1)
 
 
-def _excess_overlap_line(b, lo, hi, n: float, T: float) -> tuple[np.ndarray, np.ndarray]:
-    """``ov(c) − 1/n ≈ e0 + e1 c`` for one row bin, ``(G,)`` each.
+def _excess_overlap_line(b, y2, lo, hi, tab) -> tuple[np.ndarray, np.ndarray]:
+    """``ov(c) − 1/n ≈ e0 + e1 c`` for the row bins, ``(G, K)`` each (``b``: the rows' own effective β,
+    ``y2``: Y² there; ``tab`` the bins' :class:`sigprop.theory.finite.StackedTables`).
 
-    Two table reads per grid point, at the smallest and largest query cosine ``lo``, ``hi`` of the row, and
-    linear interpolation in c between them (the overlap is smooth and monotone in c; exact at both ends).
+    Two table reads per grid point and bin, at the smallest and largest query cosine ``lo``, ``hi`` of the
+    row, and linear interpolation in c between them (the overlap is smooth and monotone in c; exact at
+    both ends).
     """
-    both = np.concatenate([lo, hi])  # the row's smallest and largest cosine
-    ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
     G = b.shape[0]
+    ov = tab.overlap(np.concatenate([b, b]), np.concatenate([lo, hi]), np.concatenate([y2, y2]))
+    ov -= tab.inv_n
     e_lo, e_hi = ov[:G], ov[G:]
     span = hi - lo
     slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
