@@ -35,6 +35,8 @@ LAST_TOKENS = 50
 #: at least LAST_BINS geometric bins of ratio ≤ LAST_RATIO (so the last-token means are exact bin sums).
 #: Binning error of ρ and ρ_last < 0.005 at T = 64 … 4096 (docs/theory.md §7)
 SINGLE_ROWS = 3
+#: default bins up to this T: one per position (the scheme would merge few rows there anyway)
+EXACT_UP_TO = 32
 BIN_RATIO = 1.6
 BIN_POWER = 1.5
 LAST_RATIO = 1.1
@@ -212,11 +214,14 @@ def causal_bins(seq_len: int, bins: int | None = None) -> np.ndarray:
     alone; from there to the first of the last :data:`LAST_TOKENS` tokens, ``⌈ln(a/e)/ln BIN_RATIO⌉`` bins
     with edges evenly spaced in ``(ln t)^BIN_POWER`` (somewhat finer at late positions than geometric bins);
     the last tokens in geometric bins of ratio ≤ :data:`LAST_RATIO` (at least :data:`LAST_BINS`). The bin
-    count grows like ln T (15 at T = 256, 16 at T = 512, 19 at T = 2048); tiny T gives one bin per position.
+    count grows like ln T (15 at T = 256, 16 at T = 512, 19 at T = 2048); up to T = :data:`EXACT_UP_TO` every
+    position is its own bin.
     An integer ``bins ≥ T``: one bin per position; ``bins < T``: ``bins`` plain geometric bins.
     """
     T = int(seq_len)
     bins = CAUSAL_POSITIONS if bins is None else bins
+    if bins is None and T <= EXACT_UP_TO:
+        bins = T
     if bins is not None:
         if bins >= T:  # one bin per position: the exact per-position theory
             return np.arange(1, T + 2, dtype=np.int64)
