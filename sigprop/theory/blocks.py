@@ -339,8 +339,8 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
         q_same = float(qa[0, 0]) if np.all(qa == qa[:1, :1]) else None
         W = _key_weights(V, Xt, qa, pown, gap, b, geo, q_same)  # overwrites Xt
         M = np.matmul(np.matmul(W, pa), np.ascontiguousarray(W.transpose(0, 2, 1)))
-        dV = np.matmul(W, dg[:, :, None])[:, :, 0]
-        qbar = np.matmul(W, qa[:, :, None])[:, :, 0]
+        dq = np.matmul(W, np.stack([dg, qa], axis=-1))  # W d and W q in one product
+        dV, qbar = dq[:, :, 0], dq[:, :, 1]
         pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
         pown = np.where(one, qbar, pown)
         gap = np.maximum(qbar - pown, 0.0)
@@ -430,10 +430,9 @@ def _excess_overlap_line(b, y2, lo, hi, tab) -> tuple[np.ndarray, np.ndarray]:
     row, and linear interpolation in c between them (the overlap is smooth and monotone in c; exact at
     both ends).
     """
-    G = b.shape[0]
-    ov = tab.overlap(np.concatenate([b, b]), np.concatenate([lo, hi]), np.concatenate([y2, y2]))
-    ov -= tab.inv_n
-    e_lo, e_hi = ov[:G], ov[G:]
+    e_lo, e_hi = tab.overlap(b, (lo, hi), y2)
+    e_lo -= tab.inv_n
+    e_hi -= tab.inv_n
     span = hi - lo
     slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
     return e_lo - slope * lo, slope

@@ -767,42 +767,46 @@ class StackedTables:
         col = self.y2_flat
         return col[i] * (1.0 - f) + col[i + 1] * f
 
-    def overlap(self, b: np.ndarray, rho: np.ndarray, y2: np.ndarray) -> np.ndarray:
-        """Cross-row overlap at ``b``, logit correlation ``rho`` and Y^(2) ``y2`` (same shapes ``(..., K)``;
-        :meth:`_OverlapTable.__call__` per column)."""
+    def overlap(self, b: np.ndarray, rhos: tuple[np.ndarray, ...], y2: np.ndarray) -> list[np.ndarray]:
+        """Cross-row overlap at ``b`` and Y^(2) ``y2`` for each logit correlation in ``rhos`` (all of one
+        shape ``(..., K)``; :meth:`_OverlapTable.__call__` per column, the b index computed once)."""
         x = _x_of_b(b) * (_OV_FINE_X - 1)
-        r = np.cbrt(np.maximum(1.0 - rho, 0.0))
-        r *= _OV_FINE_R - 1
         i = x.astype(np.int64)
         np.minimum(i, _OV_FINE_X - 2, out=i)
-        j = r.astype(np.int64)
-        np.minimum(j, _OV_FINE_R - 2, out=j)
-        x -= i
-        r -= j
-        k = i * _OV_FINE_R
-        k += j
-        k += self.ov_off
+        x -= i  # fractional part
+        i *= _OV_FINE_R
+        i += self.ov_off
+        excess = y2 - self.inv_n
         t = self.ov_flat
-        t00 = t[k]
-        t01 = t[k + 1]
-        k += _OV_FINE_R
-        t10 = t[k]
-        t11 = t[k + 1]
-        t11 -= t10  # the bilinear form of _OverlapTable.__call__, step by step
-        t11 -= t01
-        t11 += t00
-        t11 *= x
-        t01 -= t00
-        t11 += t01
-        t11 *= r
-        t10 -= t00
-        t10 *= x
-        t11 += t10
-        t11 += t00
-        ratio = np.clip(t11, 0.0, 1.0, out=t11)
-        ratio *= y2 - self.inv_n
-        ratio += self.inv_n
-        return ratio
+        out = []
+        for rho in rhos:
+            r = np.cbrt(np.maximum(1.0 - rho, 0.0))
+            r *= _OV_FINE_R - 1
+            j = r.astype(np.int64)
+            np.minimum(j, _OV_FINE_R - 2, out=j)
+            r -= j
+            k = i + j
+            t00 = t[k]
+            t01 = t[k + 1]
+            k += _OV_FINE_R
+            t10 = t[k]
+            t11 = t[k + 1]
+            t11 -= t10  # the bilinear form of _OverlapTable.__call__, step by step
+            t11 -= t01
+            t11 += t00
+            t11 *= x
+            t01 -= t00
+            t11 += t01
+            t11 *= r
+            t10 -= t00
+            t10 *= x
+            t11 += t10
+            t11 += t00
+            ratio = np.clip(t11, 0.0, 1.0, out=t11)
+            ratio *= excess
+            ratio += self.inv_n
+            out.append(ratio)
+        return out
 
 
 @functools.lru_cache(maxsize=8)
