@@ -25,7 +25,8 @@ from sigprop.spec import GATED
 from sigprop.spec import recipe as spec_recipe
 from sigprop.theory import activations, rem, rows
 
-#: Number of geometric position bins of a causal (decoder) layer (:func:`sigprop.theory.rows.geometry`).
+#: Position bins of a causal (decoder) layer as imported (``None``: the default scheme of
+#: :func:`sigprop.theory.rows.causal_bins`); set :data:`sigprop.theory.rows.CAUSAL_POSITIONS` to change them.
 CAUSAL_POSITIONS = rows.CAUSAL_POSITIONS
 
 
