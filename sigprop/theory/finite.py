@@ -809,9 +809,10 @@ class StackedTables:
         return out
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def stacked_tables(ns: tuple[float, ...]) -> StackedTables:
-    """:class:`StackedTables` of the key counts ``ns`` (cached; builds missing per-n tables)."""
+    """:class:`StackedTables` of the key counts ``ns`` (cached; builds missing per-n tables). Each holds a
+    copy of its bins' fine overlap tables, ≈ 4 MB per bin (≈ 67 MB for the 16 bins of T = 512)."""
     return StackedTables(ns)
 
 
