@@ -25,7 +25,8 @@ from sigprop.spec import GATED
 from sigprop.spec import recipe as spec_recipe
 from sigprop.theory import activations, rem, rows
 
-#: Number of geometric position bins of a causal (decoder) layer (:func:`sigprop.theory.rows.geometry`).
+#: Position bins of a causal (decoder) layer as imported (``None``: the default scheme of
+#: :func:`sigprop.theory.rows.causal_bins`); set :data:`sigprop.theory.rows.CAUSAL_POSITIONS` to change them.
 CAUSAL_POSITIONS = rows.CAUSAL_POSITIONS
 
 
@@ -196,7 +197,8 @@ KEY_PREFERENCE = True
 
 # long: pair arrays reused in place step to step (the causal diagram's hot path); split, they would be copied
 def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softmax", finite_T: bool = True,
-                     want_entropy: bool = True, cbar: float | None = None, packed: bool = False) -> AttentionOut:
+                     want_entropy: bool = True, cbar: float | None = None, packed: bool = False,
+                     pk=None) -> AttentionOut:
     """Causal (or sliding-window) attention on a per-position state (docs/theory.md §7).
 
     ``qa`` ``(..., K)``: q of the tokens of each position bin; ``pa`` ``(..., K, K)``: overlaps of distinct
@@ -220,7 +222,8 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     REM excesses (Y²_t − 1/n_t, ov − 1/n) are evaluated at each bin's representative row. T = ∞
     (``finite_T=False``): ``Y²_t = 1 − m_t`` with ``m_t = √2/(b_t sqrt(ln T/ln n_t))`` and ``O = 0``.
 
-    ``packed``: return ``p`` as its upper triangle ``(..., K(K+1)/2)`` (:func:`pack_pairs`; it is symmetric).
+    ``packed``: return ``p`` as its upper triangle ``(..., K(K+1)/2)`` (:func:`pack_pairs`; it is symmetric);
+    ``pk``: the packed form of ``pa`` if the caller has it (saves packing it again).
     """
     K = geo.size
     qa = np.asarray(qa, dtype=float)
@@ -232,29 +235,45 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     pa = np.broadcast_to(pa, (*shape, K, K)).reshape(G, K, K)
     bt = np.broadcast_to(beta, shape).reshape(G)
     inv_n = geo.inv_n
-    S = geo.shared
-    qbar, pown, gap, b, Pb = _key_means(qa, pa, bt, geo, cbar)
+    qbar, pown, gap, b, M, dV = _key_means(qa, pa, bt, geo, cbar)
+    if packed:  # the pair arrays below on the upper triangle only (lower bin of pair (i ≤ j): i)
+        idx = _pack_index(K)[0]
+        S, S2, inv_S = geo.shared.ravel()[idx], geo.shared2.ravel()[idx], geo.inv_one_minus_shared.ravel()[idx]
+        Pb = np.take(M.reshape(G, K * K), idx, axis=-1)
+        lower = _pack_lower
+    else:
+        S, S2, inv_S, Pb, lower = geo.shared, geo.shared2, geo.inv_one_minus_shared, M, _lower
+    # P̄ = (V p Vᵀ − S d)/(1 − S): the mean overlap of a key of row i and a distinct key of row j
+    own = lower(dV)
+    own *= S
+    Pb -= own
+    Pb *= inv_S
     c: Any = None
-    if finite_T:
-        if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q
-            c = np.clip(pa * (1.0 / max(float(qa[0, 0]), 1e-300)), 0.0, 1.0)
+    c_lo: Any = None
+    c_hi: Any = None
+    if finite_T:  # query cosines c of the pairs, and each row's smallest and largest
+        pairs = (pa.reshape(G, K * K) if pk is None else np.broadcast_to(pk, (*shape, pk.shape[-1])).reshape(G, -1)
+                 ) if packed else pa
+        if np.all(qa == qa[:1, :1]):  # the same q everywhere (after a LayerNorm): c = p/q, monotone in p
+            inv_q = 1.0 / max(float(qa[0, 0]), 1e-300)
+            c = pairs * inv_q
+            np.clip(c, 0.0, 1.0, out=c)
+            c_lo, c_hi = _min_max_rows(pa)
+            c_lo *= inv_q
+            c_hi *= inv_q
+            np.clip(c_lo, 0.0, 1.0, out=c_lo)
+            np.clip(c_hi, 0.0, 1.0, out=c_hi)
         else:
             inv_sq = 1.0 / np.sqrt(np.maximum(qa, 1e-300))
-            c = pa * inv_sq[:, :, None]
-            c *= inv_sq[:, None, :]
-            np.clip(c, 0.0, 1.0, out=c)
-    y2, ent, e0, e1 = _row_statistics(b, c, geo, finite_T, want_entropy)
+            cf = pa * inv_sq[:, :, None]
+            cf *= inv_sq[:, None, :]
+            np.clip(cf, 0.0, 1.0, out=cf)
+            c_lo, c_hi = _min_max_rows(cf)
+            c = np.take(cf.reshape(G, K * K), idx, axis=-1) if packed else cf
+        if packed and pk is None:
+            c = np.take(c, idx, axis=-1)
+    y2, ent, e0, e1 = _row_statistics(b, c_lo, c_hi, geo, finite_T, want_entropy)
     np.clip(y2, 0.0, 1.0, out=y2)
-    S2 = geo.shared2
-    lower = _lower
-    if packed:  # the pair arrays below on the upper triangle only (lower bin of pair (i ≤ j): i)
-        idx, iu, _, _ = _pack_index(K)
-        S, S2 = S.ravel()[idx], S2.ravel()[idx]
-        Pb = np.take(Pb.reshape(G, K * K), idx, axis=-1)
-        c = np.take(c.reshape(G, K * K), idx, axis=-1) if finite_T else None
-
-        def lower(x):
-            return np.take(x, iu, axis=-1)
     gapP = lower(qbar)
     gapP -= Pb
     np.maximum(gapP, 0.0, out=gapP)
@@ -283,22 +302,34 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
                         entm, condensed.reshape(shape), qgap.reshape(shape))
 
 
+def _min_max_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest entry of each row of symmetric ``(G, K, K)`` matrices, ``(G, K)`` each (an
+    elementwise pass per row bin: several times faster than a reduction over a short axis)."""
+    lo = x[:, 0, :].copy()
+    hi = lo.copy()
+    for j in range(1, x.shape[1]):
+        np.minimum(lo, x[:, j, :], out=lo)
+        np.maximum(hi, x[:, j, :], out=hi)
+    return lo, hi
+
+
 def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
-    """Mean key norm q̄, own-key pair overlap p̄, spread q̄ − p̄, effective β of each row bin, and the
-    cross-row key overlap P̄ (``(G, K)`` × 4 and ``(G, K, K)``); see :func:`causal_attention`."""
+    """Mean key norm q̄, own-key pair overlap p̄, spread q̄ − p̄ and effective β of each row bin, the key
+    overlaps ``M = W p Wᵀ`` of pairs of row bins and the within-bin overlaps over each row's keys ``d``
+    (``(G, K)`` × 4, ``(G, K, K)``, ``(G, K)``; W the key weights, V without key preference); see
+    :func:`causal_attention`."""
     V = geo.vis
     inv_n = geo.inv_n
     one = geo.n < 2
-    G, K = qa.shape
-    dg = np.diagonal(pa, axis1=-2, axis2=-1)  # within-bin overlaps (G, K)
-    # X[k, i]: mean overlap of a key in bin k with the keys of row bin i
-    X = np.matmul(pa, V.T)  # batched: one tall GEMM would be split over BLAS threads (see tall_matmul)
+    dg = np.ascontiguousarray(np.diagonal(pa, axis1=-2, axis2=-1))  # within-bin overlaps (G, K)
+    # Xt[i, k]: mean overlap of a key in bin k with the keys of row bin i, (V p)_ik
+    Xt = np.matmul(V, pa)
     dV = tall_matmul(dg, V.T)  # mean within-bin overlap over each row's keys
     qbar = tall_matmul(qa, V.T)
     if KEY_PREFERENCE:  # only the diagonal of V p Vᵀ is needed before the key weights
-        Mdiag = np.einsum("ik,gki->gi", V, X)
+        Mdiag = np.einsum("ik,gik->gi", V, Xt)
     else:
-        M = np.matmul(V, X)  # V p Vᵀ (G, K, K)
+        M = np.matmul(Xt, np.ascontiguousarray(V.T))  # V p Vᵀ (G, K, K)
         Mdiag = np.diagonal(M, axis1=-2, axis2=-1)
     pown = (Mdiag - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
     pown = np.where(one, qbar, pown)
@@ -306,100 +337,103 @@ def _key_means(qa, pa, bt, geo: rows.RowGeometry, cbar):
     spread_ = gap if cbar is None else np.maximum(qbar - cbar * pown, 0.0)
     b = bt[:, None] * np.sqrt(qa * spread_)  # effective β of each row bin (G, K)
     if KEY_PREFERENCE:
-        W = _key_weights(V, X, qa, pown, gap, b, geo)  # overwrites X
-        M = np.matmul(np.matmul(W, pa), W.transpose(0, 2, 1))
-        dV = np.einsum("gik,gk->gi", W, dg)
-        qbar = np.einsum("gik,gk->gi", W, qa)
+        q_same = float(qa[0, 0]) if np.all(qa == qa[:1, :1]) else None
+        W = _key_weights(V, Xt, qa, pown, gap, b, geo, q_same)  # overwrites Xt
+        M = np.matmul(np.matmul(W, pa), np.ascontiguousarray(W.transpose(0, 2, 1)))
+        dq = np.matmul(W, np.stack([dg, qa], axis=-1))  # W d and W q in one product
+        dV, qbar = dq[:, :, 0], dq[:, :, 1]
         pown = (np.diagonal(M, axis1=-2, axis2=-1) - inv_n * dV) / np.where(one, 1.0, 1.0 - inv_n)
         pown = np.where(one, qbar, pown)
         gap = np.maximum(qbar - pown, 0.0)
-    Pb = M
-    own = _lower(dV)
-    own *= geo.shared
-    Pb -= own
-    Pb *= geo.inv_one_minus_shared
-    return qbar, pown, gap, b, Pb
+    return qbar, pown, gap, b, M, dV
 
 
-def _row_statistics(b, c, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
+def _row_statistics(b, c_lo, c_hi, geo: rows.RowGeometry, finite_T: bool, want_entropy: bool):
     """Bin means of Y²_t (exact 1/n part), entropy / ln n, and the REM excess overlap ``ov_t − 1/n_t`` of
-    each row bin as a line in the query cosine, ``e0 + e1 c`` (``(G, K)`` each); one table per bin's key
-    count."""
+    each row bin as a line in the query cosine, ``e0 + e1 c`` (``(G, K)`` each); the tables of all bins'
+    key counts are read in one vectorised pass (:func:`sigprop.theory.rows.bin_tables`)."""
     G, K = b.shape
     T = float(geo.seq_len)
     inv_n = geo.inv_n
-    y2 = np.empty((G, K))
+    y2 = np.ones((G, K))  # a row that sees one key: A = 1
     ent: Any = np.zeros((G, K)) if want_entropy else None
     # the excess of row bin i against bin j is affine in the query cosine: e0_i + e1_i c_ij
     e0: Any = np.zeros((G, K)) if finite_T else None
     e1: Any = np.zeros((G, K)) if finite_T else None
-    # each row's smallest and largest query cosine (c is symmetric: reduce over the middle axis, faster)
-    c_lo: Any = c.min(axis=1) if finite_T else None
-    c_hi: Any = c.max(axis=1) if finite_T else None
-    for i in range(K):
-        n = float(geo.n[i])
-        if n < 2:
-            y2[:, i] = 1.0
-            continue
-        if finite_T and not np.any(b[:, i]):  # uniform rows: Y² = ov = 1/n exactly (no table needed)
-            y2[:, i] = inv_n[i]
-            if want_entropy:
-                ent[:, i] = 1.0
-            continue
-        st = rows.row_stats(b[:, i], n, T, finite_T=finite_T, entropy=want_entropy, table=True)
-        y2[:, i] = st.y2 - (1.0 / n - inv_n[i] if finite_T else 0.0)  # bin mean: exact 1/n part
+    live = geo.n >= 2
+    if finite_T:  # uniform rows (b = 0 at every point): Y² = ov = 1/n exactly, no table needed
+        uniform = live & ~np.any(b, axis=0)
+        y2[:, uniform] = inv_n[uniform]
         if want_entropy:
-            ent[:, i] = st.entropy
-        if finite_T:
-            e0[:, i], e1[:, i] = _excess_overlap_line(b[:, i], c_lo[:, i], c_hi[:, i], n, T)
+            ent[:, uniform] = 1.0
+        live &= ~uniform
+    cols = np.flatnonzero(live)
+    if cols.size == 0:
+        return y2, ent, e0, e1
+    full = cols.size == K
+    n = geo.n[cols]
+    bl = b if full else b[:, cols]
+    bn = bl * rows.row_beta_scale(n, T)  # each row's effective β relative to its own n keys
+    if finite_T:
+        tab = rows.bin_tables(n)
+        y = tab.y2(bn)
+        y2[:, cols] = y - (1.0 / n - inv_n[cols])  # bin mean: exact 1/n part
+        if not full:  # c_lo, c_hi: each row's smallest and largest query cosine
+            c_lo, c_hi = c_lo[:, cols], c_hi[:, cols]
+        e0[:, cols], e1[:, cols] = _excess_overlap_line(bn, y, c_lo, c_hi, tab)
+    else:
+        y2[:, cols] = rows.asymptotic_y2(bn)
+    if want_entropy:
+        for k, i in enumerate(cols):
+            ent[:, i] = rows.row_stats(bl[:, k], float(n[k]), T, finite_T=finite_T, entropy=True,
+                                       table=True).entropy
     return y2, ent, e0, e1
 
 
-def _key_weights(V, X, qa, pown, gap, b, geo) -> np.ndarray:
-    """Attention mass per key bin of each row bin (``(G, K, K)``, rows sum to 1).
+def _key_weights(V, Xt, qa, pown, gap, b, geo, q_same: float | None = None) -> np.ndarray:
+    """Attention mass per key bin of each row bin (``(G, K, K)``, ``[g, i, k]`` row bin i, key bin k; rows
+    sum to 1), when keys differ in their distance from the keys' centroid.
 
     A key s of row t has logit variance (about the row mean) ∝ g_s = q_s − 2 m_s + p̄_t, with m_s its mean
-    overlap with the row's keys; the mean of g over the keys is q̄ − p̄. Its mean Gibbs weight relative to a
-    key at the mean is exp(λ (g_s/ḡ − 1)): λ = s²/2 below the REM transition (annealed, E e^{a}) and
-    λ = ln n above it (the largest of n Gaussians: a key with variance g beats the typical maximum with
-    probability ≈ n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}).
-    """
-    """Attention mass per key bin of each row bin when keys differ in their distance from the keys' centroid.
-
-    A key s of row t has logit variance (about the row mean) ∝ g_s = q_s − 2 m_s + p̄_t (m_s its mean
-    overlap with the row's keys; the mean of g over the keys is q̄ − p̄). Its mean Gibbs weight, relative
-    to a key at the mean, is exp(λ (g_s/ḡ − 1)) with λ = s²/2 below the REM transition (annealed) and
-    λ = ln n at and above it (the extreme value of n Gaussians: n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}).
+    overlap with the row's keys (``Xt[g, i, k]``); the mean of g over the keys is q̄ − p̄. Its mean Gibbs
+    weight relative to a key at the mean is exp(λ (g_s/ḡ − 1)): λ = s²/2 below the REM transition
+    (annealed, E e^{a}) and λ = ln n above it (the largest of n Gaussians: a key with variance g beats the
+    typical maximum with probability ≈ n^{1 − ḡ/g} ≈ n^{g/ḡ − 1}). ``q_same``: the q of every key when
+    all are equal (after a LayerNorm; one pass fewer).
     """
     T = float(geo.seq_len)
     n = np.maximum(geo.n, 1.0)
     lam = 0.5 * np.minimum(b * b * math.log(T), 2.0 * np.log(n))  # (G, K) per row bin
-    # z = λ (g/ḡ − 1) with g = q_k − 2 X_ki + p̄_i, built in place in one (G, K, K) buffer
+    # z = λ (g/ḡ − 1) = r (q_k − 2 Xt_ik) + (r p̄_i − λ) with r = λ/ḡ, built in place in Xt's buffer
     with np.errstate(divide="ignore", invalid="ignore"):
         r = lam / np.where(gap > 0, gap, 1.0)  # λ/ḡ per row bin
-    z = X  # X is not needed after the weights: reuse its buffer
-    z *= -2.0
-    z += qa[:, :, None]
-    z += pown[:, None, :]
-    z *= r[:, None, :]
-    z -= lam[:, None, :]
+    z = Xt  # Xt is not needed after the weights: reuse its buffer
+    if q_same is None:
+        z *= -2.0
+        z += qa[:, None, :]
+        z *= r[:, :, None]
+        z += (r * pown - lam)[:, :, None]
+    else:  # the same q at every key: z = −2 r Xt + (r (q + p̄) − λ)
+        z *= (-2.0 * r)[:, :, None]
+        z += (r * (q_same + pown) - lam)[:, :, None]
     np.clip(z, -30.0, 30.0, out=z)
     np.exp(z, out=z)
-    z *= V.T[None]
-    z /= z.sum(axis=1, keepdims=True)
-    return z.transpose(0, 2, 1)
+    z *= V
+    z /= np.matmul(z, np.ones(z.shape[-1]))[:, :, None]
+    return z
 
 
-def _excess_overlap_line(b, lo, hi, n: float, T: float) -> tuple[np.ndarray, np.ndarray]:
-    """``ov(c) − 1/n ≈ e0 + e1 c`` for one row bin, ``(G,)`` each.
+def _excess_overlap_line(b, y2, lo, hi, tab) -> tuple[np.ndarray, np.ndarray]:
+    """``ov(c) − 1/n ≈ e0 + e1 c`` for the row bins, ``(G, K)`` each (``b``: the rows' own effective β,
+    ``y2``: Y² there; ``tab`` the bins' :class:`sigprop.theory.finite.StackedTables`).
 
-    Two table reads per grid point, at the smallest and largest query cosine ``lo``, ``hi`` of the row, and
-    linear interpolation in c between them (the overlap is smooth and monotone in c; exact at both ends).
+    Two table reads per grid point and bin, at the smallest and largest query cosine ``lo``, ``hi`` of the
+    row, and linear interpolation in c between them (the overlap is smooth and monotone in c; exact at
+    both ends).
     """
-    both = np.concatenate([lo, hi])  # the row's smallest and largest cosine
-    ov = rows.row_stats(np.concatenate([b, b]), n, T, rho=both, table=True).overlap - 1.0 / n
-    G = b.shape[0]
-    e_lo, e_hi = ov[:G], ov[G:]
+    e_lo, e_hi = tab.overlap(b, (lo, hi), y2)
+    e_lo -= tab.inv_n
+    e_hi -= tab.inv_n
     span = hi - lo
     slope = np.where(span > 1e-12, (e_hi - e_lo) / np.where(span > 1e-12, span, 1.0), 0.0)
     return e_lo - slope * lo, slope
@@ -536,6 +570,18 @@ def _pack_index(K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return iu * K + ju, iu, ju, pos.ravel()
 
 
+def _pack_lower(x: np.ndarray) -> np.ndarray:
+    """``x_i`` of the row bin i of each packed pair (i ≤ j): ``(..., K)`` → ``(..., K(K+1)/2)`` (a repeat,
+    faster than the equivalent ``take``)."""
+    K = x.shape[-1]
+    return np.repeat(x, np.arange(K, 0, -1), axis=-1)
+
+
+def _pack_upper(x: np.ndarray) -> np.ndarray:
+    """``x_j`` of the column bin j of each packed pair (i ≤ j): ``(..., K)`` → ``(..., K(K+1)/2)``."""
+    return np.concatenate([x[..., i:] for i in range(x.shape[-1])], axis=-1)
+
+
 def pack_pairs(p: np.ndarray) -> np.ndarray:
     """Upper triangle ``(..., K(K+1)/2)`` of symmetric per-pair arrays ``(..., K, K)``."""
     K = p.shape[-1]
@@ -552,13 +598,12 @@ def _layernorm_packed(q, pk, K: int):
     q = np.asarray(q, dtype=float)
     if q.ndim == 0 or (K > 1 and q.shape[-1] == 1):  # the same q at every position
         return np.asarray(1.0), cosine(pk, q)
-    _, iu, ju, _ = _pack_index(K)
     if not np.all(q > 0):  # zero tokens read as identical (cosine 1), as in :func:`cosine`
         sq = np.sqrt(np.maximum(q, 0.0))
-        return np.asarray(1.0), cosine(pk, np.take(sq, iu, axis=-1) * np.take(sq, ju, axis=-1))
+        return np.asarray(1.0), cosine(pk, _pack_lower(sq) * _pack_upper(sq))
     inv = 1.0 / np.sqrt(q)
-    c = pk * np.take(inv, iu, axis=-1)
-    c *= np.take(inv, ju, axis=-1)
+    c = pk * _pack_lower(inv)
+    c *= _pack_upper(inv)
     return np.asarray(1.0), np.clip(c, 0.0, 1.0, out=c)
 
 
@@ -585,7 +630,7 @@ def _block_packed(q, p, spec, geo, finite_T: bool, scale, want_entropy: bool) ->
                     qa = np.broadcast_to(qa[..., None], (*qa.shape, K))
                 pa = unpack_pairs(pn, K) if fn is None else fn
                 att = causal_attention(qa, pa, spec.beta, geo, kind=spec.attention, finite_T=finite_T,
-                                       want_entropy=want_entropy, cbar=cbar, packed=True)
+                                       want_entropy=want_entropy, cbar=cbar, packed=True, pk=pn)
                 bias_v = 0.0 if spec.attention == "centred" else spec.bias_v2
                 xq = one(spec.sigma_v2) * att.q + one(bias_v)
                 xp = att.p * one(spec.sigma_v2)

@@ -24,10 +24,23 @@ import numpy as np
 
 SQRT2 = float(np.sqrt(2.0))
 
-#: geometric position bins of a causal layer (the representative key counts have shipped finite tables)
-CAUSAL_POSITIONS = 24
+#: position bins of a causal layer: ``None`` the default scheme of :func:`causal_bins` (its representative key
+#: counts have shipped finite tables); an integer ``k`` asks for ``k`` plain geometric bins over 1..T, and
+#: ``k ≥ T`` for one bin per position (the exact per-position theory)
+CAUSAL_POSITIONS: int | None = None
 #: the "last tokens" over which :attr:`Propagation.rho_last` is taken (arXiv 2505.24333 Fig 12: 50)
 LAST_TOKENS = 50
+#: default bins: rows 1..SINGLE_ROWS each alone; then bins whose edges are evenly spaced in (ln t)^BIN_POWER,
+#: as many as a geometric split with ratio BIN_RATIO would need, up to the last LAST_TOKENS tokens; those in
+#: at least LAST_BINS geometric bins of ratio ≤ LAST_RATIO (so the last-token means are exact bin sums).
+#: Binning error of ρ and ρ_last < 0.005 at T = 64 … 4096 (docs/theory.md §7)
+SINGLE_ROWS = 3
+#: default bins up to this T: one per position (the scheme would merge few rows there anyway)
+EXACT_UP_TO = 32
+BIN_RATIO = 1.6
+BIN_POWER = 1.5
+LAST_RATIO = 1.1
+LAST_BINS = 2
 #: largest number of sampled positions per bin when the pair structure is averaged (exact below)
 _MAX_SAMPLES = 512
 
@@ -108,6 +121,26 @@ def row_stats(b, n, seq_len, *, finite_T: bool = True, rho=None, moments: bool =
         _wanted(rho is not None, moments, entropy, finite_T and False))
 
 
+def bin_tables(ns):
+    """The finite-T tables of the key counts ``ns`` of a layer's row bins, read side by side
+    (:class:`sigprop.theory.finite.StackedTables`; cached)."""
+    from sigprop.theory import finite
+
+    return finite.stacked_tables(tuple(float(n) for n in ns))
+
+
+def row_beta_scale(ns, seq_len) -> np.ndarray:
+    """``sqrt(ln T / ln n)`` per key count ``n ≥ 2``: a row with n keys and logit std ``b sqrt(ln T)`` has
+    effective β ``b_n = b sqrt(ln T / ln n)`` relative to its own n (as in :func:`row_stats`)."""
+    T = float(seq_len)
+    return np.array([1.0 if float(n) == T else math.sqrt(math.log(T) / math.log(float(n))) for n in ns])
+
+
+def asymptotic_y2(b_n) -> np.ndarray:
+    """T = ∞ ``Y² = 1 − m`` at the rows' own effective β ``b_n`` (:func:`row_beta_scale`)."""
+    return 1.0 - parisi_m(b_n)
+
+
 def _per_value(b, v, rho, call, fields) -> RowStats:
     """Evaluate ``call(b, value, rho)`` once per distinct value of the array ``v`` and reassemble."""
     shape = np.broadcast_shapes(b.shape, np.shape(v), np.shape(rho) if rho is not None else ())
@@ -175,22 +208,45 @@ def _stats_one_n(b, n, finite_T: bool, rho, moments: bool, entropy: bool, table:
 
 
 def causal_bins(seq_len: int, bins: int | None = None) -> np.ndarray:
-    """Edges of geometric position bins of rows 1..T (bin i holds rows ``edges[i] .. edges[i+1] − 1``)."""
+    """Edges of the position bins of rows 1..T (bin i holds rows ``edges[i] .. edges[i+1] − 1``).
+
+    ``bins=None`` (and :data:`CAUSAL_POSITIONS` ``None``): the default scheme — rows 1..:data:`SINGLE_ROWS`
+    alone; from there to the first of the last :data:`LAST_TOKENS` tokens, ``⌈ln(a/e)/ln BIN_RATIO⌉`` bins
+    with edges evenly spaced in ``(ln t)^BIN_POWER`` (somewhat finer at late positions than geometric bins);
+    the last tokens in geometric bins of ratio ≤ :data:`LAST_RATIO` (at least :data:`LAST_BINS`). The bin
+    count grows like ln T (15 at T = 256, 16 at T = 512, 19 at T = 2048); up to T = :data:`EXACT_UP_TO` every
+    position is its own bin.
+    An integer ``bins ≥ T``: one bin per position; ``bins < T``: ``bins`` plain geometric bins.
+    """
     T = int(seq_len)
     bins = CAUSAL_POSITIONS if bins is None else bins
-    if bins >= T:  # one bin per position: the exact per-position theory
-        return np.arange(1, T + 2, dtype=np.int64)
-    return np.unique(np.round(np.geomspace(1, T + 1, bins + 1)).astype(np.int64))
+    if bins is None and T <= EXACT_UP_TO:
+        bins = T
+    if bins is not None:
+        if bins >= T:  # one bin per position: the exact per-position theory
+            return np.arange(1, T + 2, dtype=np.int64)
+        return np.unique(np.round(np.geomspace(1, T + 1, bins + 1)).astype(np.int64))
+    a = max(T - LAST_TOKENS + 1, 1)  # first of the last tokens: always an edge
+    e = min(SINGLE_ROWS + 1, a)
+    parts = [np.arange(1, e + 1, dtype=float)]
+    if a > e:
+        k = max(1, math.ceil(math.log(a / e) / math.log(BIN_RATIO)))
+        u = np.linspace(math.log(e) ** BIN_POWER, math.log(a) ** BIN_POWER, k + 1)
+        parts.append(np.exp(u ** (1.0 / BIN_POWER)))
+    lo = max(a, e)
+    k = max(LAST_BINS, math.ceil(math.log((T + 1) / lo) / math.log(LAST_RATIO)))
+    parts.append(np.geomspace(lo, T + 1, k + 1))
+    return np.unique(np.round(np.concatenate(parts)).astype(np.int64))
 
 
 def causal_rows(seq_len: float, bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Representative numbers of visible keys ``n`` of the causal position bins, and their row weights.
 
-    Each geometric bin of rows ``lo..hi−1`` is represented by ``sqrt(lo (hi − 1))`` and weighted by the
-    fraction of rows it holds.
+    Each bin of rows ``lo..hi−1`` (:func:`causal_bins`) is represented by ``sqrt(lo (hi − 1))`` and weighted
+    by the fraction of rows it holds.
     """
     T = int(round(float(seq_len)))
-    edges = causal_bins(T, CAUSAL_POSITIONS if bins is None else bins)
+    edges = causal_bins(T, bins)
     lo, hi = edges[:-1], edges[1:]
     return np.sqrt(lo * (hi - 1.0)), (hi - lo) / float(T)
 
@@ -271,15 +327,16 @@ def _shared_keys(t: np.ndarray, u: np.ndarray, causal: bool, window: int | None,
 def geometry(seq_len: int, causal: bool = True, window: int | None = None, bins: int | None = None) -> RowGeometry:
     """Position bins and their uniform-attention pair structure (cached); ``bins=None`` reads
     :data:`CAUSAL_POSITIONS` at call time."""
+    bins = CAUSAL_POSITIONS if bins is None else bins
     return _geometry(int(seq_len), bool(causal), None if window is None else int(window),
-                     CAUSAL_POSITIONS if bins is None else int(bins))
+                     None if bins is None else int(bins))
 
 
 @functools.lru_cache(maxsize=64)
-def _geometry(seq_len: int, causal: bool, window: int | None, bins: int) -> RowGeometry:
+def _geometry(seq_len: int, causal: bool, window: int | None, bins: int | None) -> RowGeometry:
     """Position bins and their uniform-attention pair structure (cached).
 
-    Causal layers use :func:`causal_bins` (``bins`` geometric bins; ``bins ≥ T`` gives one bin per
+    Causal layers use :func:`causal_bins` (``bins=None`` the default scheme; ``bins ≥ T`` gives one bin per
     position, the exact per-position theory). Bins with more than 512 rows are averaged over 512 evenly
     spaced rows (exact below that size; a midpoint rule of smooth functions of t above it).
     """

@@ -76,6 +76,59 @@ def test_position_bins_match_exact_positions(monkeypatch, norm, beta, alpha, sv2
     assert np.max(np.abs(binned.rho_last - exact.rho_last)) < 0.005
 
 
+def _bin_error(monkeypatch, T: int, specs) -> tuple[float, float]:
+    """Max |Δρ| (all tokens, last 50) of the default bins against one bin per position (T = ∞ statistics)."""
+    binned = [propagate(s, finite_T=False) for s in specs]
+    monkeypatch.setattr(rows, "CAUSAL_POSITIONS", T)
+    exact = [propagate(s, finite_T=False) for s in specs]
+    monkeypatch.undo()
+    assert rows.geometry(T, bins=T).size == T
+    err = max(float(np.max(np.abs(b.rho - e.rho))) for b, e in zip(binned, exact, strict=True))
+    err_last = max(float(np.max(np.abs(b.rho_last - e.rho_last))) for b, e in zip(binned, exact, strict=True))
+    return err, err_last
+
+
+@pytest.mark.parametrize("T", [128, pytest.param(512, marks=pytest.mark.slow)])
+def test_position_bins_match_exact_positions_other_T(monkeypatch, T):
+    """The default bins against one bin per position at T = 128 (the scheme's hardest T in its tuning: 0.0043)
+    and T = 512 (the diagram benchmark's T; slow: the exact reference has 512 bins), 12 layers, the specs with
+    the largest binning error in the tuning set (docs/theory.md §7): < 0.005."""
+    B = np.array([0.3, 1.2, 2.0, 3.0])
+    specs = [Spec(depth=12, causal=True, seq_len=T, norm="pre", beta=B, alpha_sa=0.5, sigma_v2=1.0),
+             Spec(depth=12, causal=True, seq_len=T, norm="pre", beta=B, alpha_sa=0.3, sigma_v2=0.2),
+             Spec(depth=12, causal=True, seq_len=T, norm="post", beta=B, alpha_sa=0.5, sigma_v2=1.0)]
+    err, err_last = _bin_error(monkeypatch, T, specs)
+    assert err < 0.005 and err_last < 0.005
+
+
+def test_default_bins_scheme():
+    """Edges cover rows 1..T in increasing order; up to T = 32 one bin per position; above, rows 1..3 alone,
+    the last 50 tokens a union of bins (T > 50), and a bin count growing like ln T (16 at T = 512)."""
+    for T in [*range(2, 70), 100, 128, 256, 300, 512, 1000, 2048, 4096, 8192, 100000]:
+        e = rows.causal_bins(T)
+        assert e[0] == 1 and e[-1] == T + 1 and np.all(np.diff(e) > 0), T
+        if T <= rows.EXACT_UP_TO:
+            np.testing.assert_array_equal(e, np.arange(1, T + 2))
+        else:
+            assert list(e[:4]) == [1, 2, 3, 4] and (T <= rows.LAST_TOKENS or T - rows.LAST_TOKENS + 1 in e), T
+    K = {T: rows.causal_bins(T).size - 1 for T in (512, 4096, 8192, 100000)}
+    assert K[512] == 16 and K[512] < K[4096] < K[8192] < K[100000] <= 32
+    # bins ≥ T: one per position; bins < T: plain geometric bins
+    np.testing.assert_array_equal(rows.causal_bins(64, 64), np.arange(1, 66))
+    assert rows.causal_bins(512, 24).size - 1 <= 24
+
+
+@pytest.mark.parametrize("T", [64, 512, 4096])
+def test_uniform_last_tokens_exact(T):
+    """The last 50 tokens are whole bins, so ρ over them after uniform attention is exact (as for all tokens)."""
+    t = np.arange(T - 49, T + 1, dtype=float)
+    mx = np.maximum.outer(t, t)
+    want = ((1.0 / mx).sum() - (1.0 / t).sum()) / (50 * 49) / np.mean(1.0 / t)
+    spec = Spec(depth=1, norm="pre", causal=True, seq_len=T, beta=0.0, rho0=0.0, alpha_sa=0.0, sigma_v2=1.0,
+                sigma_b2=0.0, sigma_bv2=0.0, sigma_w2=1e-12)
+    assert abs(float(propagate(spec).rho_last[1]) - want) < 1e-6
+
+
 def test_geometry_sums():
     """Structure matrices of the bins against direct sums over positions (T = 64, no sampling)."""
     T = 64
