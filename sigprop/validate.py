@@ -408,7 +408,7 @@ def _positions(meas: dict[str, np.ndarray], th_f: dict[str, Any], th_a: dict[str
 
 def _bin_positions(q_pos: np.ndarray, seq_len: int, bins: int) -> np.ndarray | None:
     """Measured ``q_pos`` ``(L + 1, T)`` averaged over the theory's position bins, ``(L + 1, K)``; ``None`` if
-    the theory's bins are not the default geometric ones."""
+    the theory's bins are not ``causal_bins(seq_len)`` (the default scheme)."""
     from sigprop.theory.rows import causal_bins
 
     edges = causal_bins(seq_len)

@@ -84,7 +84,7 @@ class Propagation:
                     out[name] = [None if not np.isfinite(x) else float(x) for x in arr.ravel()] if arr.ndim == 1 else np.where(np.isfinite(arr), arr, np.nan).tolist()
         return out
 
-    def to_frame(self):
+    def to_frame(self) -> Any:
         """A tidy ``pandas.DataFrame`` (one row per layer and grid point); needs pandas."""
         try:
             import pandas as pd
