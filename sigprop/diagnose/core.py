@@ -260,22 +260,17 @@ def effective_spec(eff: Effective, seq_len: int) -> tuple[Spec, list[str]]:
 def predicted_rows(spec: Spec) -> list[dict[str, Any]]:
     """Per-layer theory rows (``layer``, ``rho``, ``attn_entropy_norm``, ``q``, ``y2``, ``condensed``).
 
-    ``attn_entropy_norm`` is put on the measurement's footing here — the one place this happens. The theory
-    (:func:`sigprop.theory.propagate.propagate`, ``entropy``) averages row entropy / ln n_t over all T rows
-    and counts a causal row with a single key (t = 1, entropy 0, ln 1 = 0) as 0, so uniform attention gives
-    (T − 1)/T there; :func:`sigprop.measure.attention_stats` averages over the rows with ≥ 2 keys only. The
-    causal prediction is therefore multiplied by T/(T − 1) (uniform attention → 1 on both sides;
-    ``tests/diagnose/test_diagnose.py::test_causal_entropy_rescaled_to_measured_rows``). Non-causal rows all
-    see ≥ 2 keys: no rescale. A sliding window does not change this: only row 1 sees one key.
+    ``attn_entropy_norm`` is on the measurement's footing at the source: the theory's causal mean of row
+    entropy / ln n_t leaves out the row with a single key (t = 1), as :func:`sigprop.measure.attention_stats`
+    does (``RowGeometry.entropy_w``; uniform attention → 1 on both sides).
     """
     prop = propagate(spec, record=("rho", "q", "entropy", "y2", "condensed"))
     rho, q, entropy, y2, condensed = prop.rho, prop.q, prop.entropy, prop.y2, prop.condensed
     assert rho is not None and q is not None and entropy is not None and y2 is not None and condensed is not None
-    ent_scale = spec.seq_len / (spec.seq_len - 1) if spec.causal else 1.0  # see the docstring
     rows = []
     for ell in range(spec.depth + 1):
         rows.append({"layer": ell, "rho": float(rho[ell]), "q": float(q[ell]),
-                     "attn_entropy_norm": float(entropy[ell]) * ent_scale if ell else None,
+                     "attn_entropy_norm": float(entropy[ell]) if ell else None,
                      "y2": float(y2[ell]) if ell else None, "condensed": bool(condensed[ell]) if ell else None})
     return rows
 

@@ -297,7 +297,7 @@ def causal_attention(qa, pa, beta, geo: rows.RowGeometry, *, kind: str = "softma
     qm, pm = all_tokens(qa, pa, geo)
     qgap = qm * np.maximum(qm - pm, 0.0)
     condensed = bt * np.sqrt(qgap) > rem.SQRT2  # of the all-token state (as for an encoder)
-    entm = None if ent is None else tall_matmul(ent, geo.row_w).reshape(shape)
+    entm = None if ent is None else tall_matmul(ent, geo.entropy_w).reshape(shape)
     return AttentionOut(q_out.reshape(*shape, K), p_out.reshape(*shape, *p_out.shape[1:]), tall_matmul(y2, geo.row_w).reshape(shape),
                         entm, condensed.reshape(shape), qgap.reshape(shape))
 

@@ -290,6 +290,15 @@ class RowGeometry:
         """``1/(1 − S)`` (1 where S = 1: a pair of rows that see one and the same key)."""
         return 1.0 / np.where(self.shared < 1.0, 1.0 - self.shared, 1.0)
 
+    @functools.cached_property
+    def entropy_w(self) -> np.ndarray:
+        """Row weights for the mean normalised entropy (K,): ``row_w`` over the rows that see ≥ 2 keys (a row
+        with one key has entropy 0 and ln 1 = 0: undefined, left out as the measurement leaves it out);
+        ``row_w`` if no row sees two keys."""
+        w = np.where(self.n >= 2, self.row_w, 0.0)
+        tot = float(w.sum())
+        return w / tot if tot > 0 else self.row_w
+
     @property
     def size(self) -> int:
         return int(self.n.size)

@@ -264,9 +264,10 @@ def test_centred_attention_hook(family):
 
 
 @pytest.mark.parametrize("T", [8, 64])
-def test_causal_entropy_rescaled_to_measured_rows(T):
-    """The theory counts a causal row with one key as entropy 0; the measurement skips it. Oracle: uniform causal
-    attention, which sigprop.measure reads as exactly 1, and the theory's β → 0 limit, (T − 1)/T before rescaling."""
+def test_causal_entropy_on_measured_rows(T):
+    """The theory and the measurement both leave out the causal row with one key. Oracle: uniform causal
+    attention, which sigprop.measure reads as exactly 1, against the theory's β → 0 limit (it read
+    (T − 1)/T when the one-key row counted as 0); and the diagnose rows carry the theory's value unchanged."""
     import torch
 
     from sigprop.measure import attention_stats
@@ -275,10 +276,11 @@ def test_causal_entropy_rescaled_to_measured_rows(T):
     C = torch.tril(torch.ones(T, T, dtype=torch.float64))
     measured = attention_stats((C / C.sum(-1, keepdim=True))[None, None], torch.ones(1, T, dtype=torch.bool),
                                torch.ones(1, T), causal=True)["attn_entropy_norm"]
+    assert measured == pytest.approx(1.0, abs=1e-12)
     uniform = Spec(depth=2, causal=True, beta=1e-4, seq_len=T, norm="pre")
+    assert list(propagate(uniform, record=("entropy",)).entropy[1:]) == pytest.approx([1.0, 1.0], abs=1e-6)
     assert [r["attn_entropy_norm"] for r in predicted_rows(uniform)[1:]] == pytest.approx([measured] * 2, abs=1e-6)
     for causal in (True, False):
         spec = uniform.replace(beta=1.0, causal=causal)
         theory = propagate(spec, record=("entropy",)).entropy[1:]
-        scale = T / (T - 1) if causal else 1.0
-        assert [r["attn_entropy_norm"] for r in predicted_rows(spec)[1:]] == pytest.approx(list(theory * scale), rel=1e-12)
+        assert [r["attn_entropy_norm"] for r in predicted_rows(spec)[1:]] == pytest.approx(list(theory), rel=1e-12)
