@@ -46,6 +46,7 @@ import glob
 import math
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,20 +132,35 @@ def _openblas_handles():
     return None
 
 
+_blas_guard = threading.Lock()
+_blas_users = 0
+_blas_old = 1
+
+
 @contextlib.contextmanager
 def one_blas_thread():
-    """Context manager: OpenBLAS runs single-threaded inside (faster for many small products)."""
+    """Context manager: OpenBLAS runs single-threaded inside (faster for many small products).
+
+    Safe to nest and to enter from several threads at once: the first to enter saves the thread count,
+    the last to leave restores it."""
+    global _blas_users, _blas_old
     h = _openblas_handles()
     if h is None:
         yield
         return
     get, put = h
-    old = int(get())
-    put(ctypes.c_int(1))
+    with _blas_guard:
+        if _blas_users == 0:
+            _blas_old = int(get())
+            put(ctypes.c_int(1))
+        _blas_users += 1
     try:
         yield
     finally:
-        put(ctypes.c_int(old))
+        with _blas_guard:
+            _blas_users -= 1
+            if _blas_users == 0:
+                put(ctypes.c_int(_blas_old))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -719,12 +735,24 @@ _MOM_TABLES: dict[float, _MomentTable] = {}
 _OV_TABLES: dict[float, _OverlapTable] = {}
 
 
+_BUILD_LOCKS: dict[tuple[int, float], threading.Lock] = {}
+_BUILD_LOCKS_GUARD = threading.Lock()
+
+
 def _cached_table(tables: dict, n: float, build):
-    """The table for ``n`` keys from ``tables``, built once (single-threaded BLAS) on first use."""
+    """The table for ``n`` keys from ``tables``, built once (single-threaded BLAS) on first use.
+
+    Thread-safe: the chunk threads of a causal propagation ask for the same tables at once; one builds
+    each table while the others wait for it (tables of different n still build side by side)."""
     t = tables.get(n)
     if t is None:
-        with one_blas_thread():
-            t = tables[n] = build(n)
+        with _BUILD_LOCKS_GUARD:
+            lock = _BUILD_LOCKS.setdefault((id(tables), n), threading.Lock())
+        with lock:
+            t = tables.get(n)
+            if t is None:
+                with one_blas_thread():
+                    t = tables[n] = build(n)
     return t
 
 
@@ -740,7 +768,7 @@ def clear_cache() -> None:
     """Drop all cached tables."""
     _MOM_TABLES.clear()
     _OV_TABLES.clear()
-    stacked_tables.cache_clear()
+    _stacked_tables.cache_clear()
 
 
 class StackedTables:
@@ -809,10 +837,33 @@ class StackedTables:
         return out
 
 
-@functools.lru_cache(maxsize=4)
+_STACK_LOCK = threading.Lock()
+
+
 def stacked_tables(ns: tuple[float, ...]) -> StackedTables:
     """:class:`StackedTables` of the key counts ``ns`` (cached; builds missing per-n tables). Each holds a
-    copy of its bins' fine overlap tables, ≈ 4 MB per bin (≈ 67 MB for the 16 bins of T = 512)."""
+    copy of its bins' fine overlap tables, ≈ 4 MB per bin (≈ 67 MB for the 16 bins of T = 512). Missing
+    per-n tables are built on up to :data:`BUILD_THREADS` threads; concurrent callers wait for one build."""
+    with _STACK_LOCK:
+        return _stacked_tables(ns)
+
+
+#: threads that build the missing per-n tables of a stack side by side
+BUILD_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _stacked_tables(ns: tuple[float, ...]) -> StackedTables:
+    missing = [n for n in dict.fromkeys(ns) if n not in _OV_TABLES or n not in _MOM_TABLES]
+    if len(missing) > 1 and BUILD_THREADS > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def both(n: float) -> None:
+            _moment_table(n)
+            _overlap_table(n)
+
+        with ThreadPoolExecutor(max_workers=min(BUILD_THREADS, len(missing))) as pool:
+            list(pool.map(both, missing))
     return StackedTables(ns)
 
 

@@ -63,3 +63,72 @@ def test_user_cache_roundtrip(tmp_path, monkeypatch):
     assert len(calls) == 1  # second call read the file written atomically by the first
     np.testing.assert_array_equal(a, b)
     assert not list((tmp_path / "finite").glob("*.tmp"))
+
+
+def test_cached_table_is_built_once_when_threads_ask_together():
+    """The chunk threads of a causal propagation ask for the same tables at once (each used to build its
+    own copy, and print its 'computing' line twice)."""
+    import threading
+    import time
+
+    calls = []
+
+    def build(n):
+        calls.append(n)
+        time.sleep(0.05)  # long enough for every thread to arrive while the first builds
+        return object()
+
+    tables: dict = {}
+    got = []
+    start = threading.Barrier(4)
+
+    def ask():
+        start.wait()
+        got.append(finite._cached_table(tables, 7.0, build))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [7.0]
+    assert len(got) == 4 and all(g is got[0] for g in got)
+
+
+def test_one_blas_thread_restores_the_count_when_threads_overlap():
+    """Two threads inside one_blas_thread with overlapping lifetimes: the BLAS thread count afterwards is the
+    one from before (a per-call save/restore left it at 1: the second saver saw the first one's 1)."""
+    import threading
+
+    h = finite._openblas_handles()
+    if h is None:
+        pytest.skip("no OpenBLAS handle in this numpy")
+    get, put = h
+    before = int(get())
+    put(2)
+    try:
+        a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+        inside = []
+
+        def first():
+            with finite.one_blas_thread():
+                a_in.set()
+                b_in.wait()
+            a_out.set()
+
+        def second():
+            a_in.wait()
+            with finite.one_blas_thread():
+                b_in.set()
+                a_out.wait()
+                inside.append(int(get()))  # still single-threaded while one user remains
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert inside == [1]
+        assert int(get()) == 2
+    finally:
+        put(before)
