@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return 130
     except _CLICK_ERR as exc:  # bad option, missing argument, ...
-        click.echo(f"error: {exc.format_message()}".replace("\n", " "), err=True)
+        # typer validates Enum choices with pydantic, whose message starts "Value error, "
+        click.echo(f"error: {exc.format_message()}".replace("\n", " ").replace("Value error, ", ""), err=True)
         return 2
     except ValueError as exc:
         click.echo(f"error: {exc}".replace("\n", " "), err=True)

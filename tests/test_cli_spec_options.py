@@ -155,6 +155,14 @@ def test_bad_values_exit_2_naming_the_option(capsys, tmp_path, command, args, fl
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("flag, bad, allowed", [("--norm-type", "batchnorm", "rmsnorm"), ("--block", "diagonal", "parallel"),
+                                                ("--activation", "swish", "swiglu")])
+def test_bad_choice_names_the_choices_plainly(capsys, flag, bad, allowed):
+    rc, _, err = run(capsys, "propagate", flag, bad)
+    assert rc == 2
+    assert f"'{bad}'" in err and allowed in err and "Value error" not in err, err
+
+
 def test_bad_value_exit_2_in_standalone_mode():
     # typer's own runner (standalone mode, as `sigprop` would run without sigprop.cli.main)
     r = CliRunner().invoke(app, ["propagate", "--kv-heads", "5", "--heads", "8"])
