@@ -704,31 +704,36 @@ class _OverlapTable:
         r -= j
         k = i * _OV_FINE_R
         k += j
-        t = self.fine_flat
-        t00 = t[k]
-        t01 = t[k + 1]
-        k += _OV_FINE_R
-        t10 = t[k]
-        t11 = t[k + 1]
-        # bilinear: t00 + fx (t10 − t00) + fr ((t01 − t00) + fx (t11 − t10 − t01 + t00))
-        t11 -= t10
-        t11 -= t01
-        t11 += t00
-        t11 *= x
-        t01 -= t00
-        t11 += t01
-        t11 *= r
-        t10 -= t00
-        t10 *= x
-        t11 += t10
-        t11 += t00
-        ratio = np.clip(t11, 0.0, 1.0, out=t11)
+        ratio = _bilinear(self.fine_flat, k, x, r)
         inv_n = 1.0 / self.n
         if y2 is None:
             y2 = self.mt.y2(b)
         ratio *= y2 - inv_n
         ratio += inv_n
         return ratio.reshape(np.shape(b)) if np.ndim(b) == 0 else ratio
+
+
+def _bilinear(t: np.ndarray, k: np.ndarray, x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Bilinear read of a flat overlap table (rows of :data:`_OV_FINE_R` entries) at flat indices ``k`` of
+    the lower corners and fractional parts ``x`` (row axis), ``r`` (column axis), clipped to [0, 1]:
+    ``t00 + x (t10 − t00) + r ((t01 − t00) + x (t11 − t10 − t01 + t00))``, in place (``k`` is consumed)."""
+    t00 = t[k]
+    t01 = t[k + 1]
+    k += _OV_FINE_R
+    t10 = t[k]
+    t11 = t[k + 1]
+    t11 -= t10
+    t11 -= t01
+    t11 += t00
+    t11 *= x
+    t01 -= t00
+    t11 += t01
+    t11 *= r
+    t10 -= t00
+    t10 *= x
+    t11 += t10
+    t11 += t00
+    return np.clip(t11, 0.0, 1.0, out=t11)
 
 
 _MOM_TABLES: dict[float, _MomentTable] = {}
@@ -813,24 +818,7 @@ class StackedTables:
             j = r.astype(np.int64)
             np.minimum(j, _OV_FINE_R - 2, out=j)
             r -= j
-            k = i + j
-            t00 = t[k]
-            t01 = t[k + 1]
-            k += _OV_FINE_R
-            t10 = t[k]
-            t11 = t[k + 1]
-            t11 -= t10  # the bilinear form of _OverlapTable.__call__, step by step
-            t11 -= t01
-            t11 += t00
-            t11 *= x
-            t01 -= t00
-            t11 += t01
-            t11 *= r
-            t10 -= t00
-            t10 *= x
-            t11 += t10
-            t11 += t00
-            ratio = np.clip(t11, 0.0, 1.0, out=t11)
+            ratio = _bilinear(t, i + j, x, r)  # the arithmetic of _OverlapTable.__call__
             ratio *= excess
             ratio += self.inv_n
             out.append(ratio)
