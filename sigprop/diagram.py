@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,10 +161,13 @@ def _axis(name: str, values) -> np.ndarray:
 
 def diagram(spec: Spec, x: tuple[str, Any] = ("beta", np.linspace(0.05, 4.0, 80)),
             y: tuple[str, Any] = ("alpha_sa", np.linspace(0.0, 3.0, 80)), *, eps: float = 0.01,
-            entropy_rule: str = "any", entropy_fraction: float = 0.5, finite_T: bool = True) -> Diagram:
+            entropy_rule: str = "any", entropy_fraction: float = 0.5, finite_T: bool = True,
+            progress: Callable[[int, int], None] | None = None) -> Diagram:
     """Trainability diagram of ``spec`` over fields ``x`` and ``y`` (default β × α_SA).
 
     ``x`` and ``y`` are ``(field_name, values)``; every other field is taken from ``spec`` (scalars).
+    ``progress(layers_done, depth)`` is called as the grid's propagation goes (a causal diagram takes
+    seconds: :func:`sigprop.theory.propagate.propagate`).
     """
     _check_rule(eps, entropy_rule, entropy_fraction)
     if spec.is_grid:
@@ -173,7 +177,7 @@ def diagram(spec: Spec, x: tuple[str, Any] = ("beta", np.linspace(0.05, 4.0, 80)
     if xn == yn:
         raise ValueError(f"diagram axes must differ; got {xn!r} twice")
     grid = spec.replace(**{xn: xv[None, :], yn: yv[:, None]})
-    prop = propagate(grid, finite_T=finite_T, record=None)
+    prop = propagate(grid, finite_T=finite_T, record=None, progress=progress)
     shape = (yv.size, xv.size)
     rho_L = np.broadcast_to(prop.rho_final, shape)
     ncond = np.broadcast_to(prop.n_condensed, shape)
@@ -491,15 +495,16 @@ def _grid_values(name: str, values) -> np.ndarray:
 
 def report(spec: Spec, beta_grid=None, alpha_grid=None, *,
            eps: float = 0.01, entropy_rule: str = "any", entropy_fraction: float = 0.5, finite_T: bool = True,
-           gradients: bool = True) -> Report:
+           gradients: bool = True, progress: Callable[[int, int], None] | None = None) -> Report:
     """The whole trainability report of ``spec`` over ``beta_grid`` × ``alpha_grid`` (at least 2 points
     each): labels, the vanishing-gradient overlay (unless ``gradients=False``), the largest-margin
     recommendation (which avoids that overlay), α_c, the margin verdict and the summary text.
+    ``progress``: as for :func:`diagram` (the diagram is nearly all of the time).
     Default grids: β ∈ linspace(0.05, 4, 120), α_SA ∈ linspace(0, 3, 120) (as ``sigprop diagram``)."""
     betas = _grid_values("beta_grid", np.linspace(0.05, 4.0, 120) if beta_grid is None else beta_grid)
     alphas = _grid_values("alpha_grid", np.linspace(0.0, 3.0, 120) if alpha_grid is None else alpha_grid)
     d = diagram(spec, ("beta", betas), ("alpha_sa", alphas), eps=eps, entropy_rule=entropy_rule,
-                entropy_fraction=entropy_fraction, finite_T=finite_T)
+                entropy_fraction=entropy_fraction, finite_T=finite_T, progress=progress)
     if gradients:
         d.overlays["grad_vanishing"] = grad_theory.vanishing_mask(d)
     rec = recommend_from(d)

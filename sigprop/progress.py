@@ -15,9 +15,13 @@ class NoBar:
     def advance(self, status: str = "") -> None:
         pass
 
+    def set(self, done: int) -> None:
+        pass
+
 
 class Bar(NoBar):
-    """``label ━━━ done/total status elapsed remaining``; ``advance(status)`` moves one step."""
+    """``label ━━━ done/total status elapsed remaining``; ``advance(status)`` moves one step, ``set(done)``
+    jumps to a count."""
 
     def __init__(self, label: str, total: int, done: int = 0) -> None:
         from rich.console import Console
@@ -44,6 +48,10 @@ class Bar(NoBar):
 
     def advance(self, status: str = "") -> None:
         self.p.update(self.task, advance=1, status=status)
+
+    def set(self, done: int) -> None:
+        """Show ``done`` steps complete (for callers that report a count rather than single steps)."""
+        self.p.update(self.task, completed=done)
 
 
 def bar(enabled: bool, label: str, total: int, done: int = 0) -> NoBar:

@@ -123,8 +123,10 @@ def diagram_cmd(
     for name, v in (("--beta-range", betas), ("--alpha-range", alphas)):
         if v.size < 2:
             raise ValueError(f"{name} needs at least 2 points (n ≥ 2) for a diagram; got n = {v.size}")
-    rep = dg.report(spec, betas, alphas, eps=eps, entropy_rule=entropy_rule, finite_T=not asymptotic,
-                    gradients=gradients)
+    show = fmt == Format.text and spec.causal  # a causal diagram takes seconds (position-resolved state)
+    with bar(show, "diagram: blocks propagated", spec.depth) as b:
+        rep = dg.report(spec, betas, alphas, eps=eps, entropy_rule=entropy_rule, finite_T=not asymptotic,
+                        gradients=gradients, progress=(lambda ell, L: b.set(ell)) if show else None)
     # large grids keep their per-cell arrays in diagram.npz (a 2000×2000 grid is ~230 MB as JSON)
     text = rep.to_json("diagram.npz" if rep.compact else None)
     import matplotlib.pyplot as plt
