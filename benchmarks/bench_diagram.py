@@ -10,7 +10,7 @@
 4. a causal (decoder) 200×200 (β, α_SA) diagram at L = 12, T = 512, finite T (position-resolved state in
    K = 16 position bins, docs/theory.md §7), second call (tables built; they ship for T = 512), with the pair
    state packed as its upper triangle (ours) against the straightforward full K × K pair arrays
-   (``blocks.PACK_PAIRS = False``); goal ≤ 2 s (2.9–4.3 s on the shared 2-core machine, by its load).
+   (``blocks.PACK_PAIRS = False``); goal ≤ 2 s (2.3–3.5 s on the shared 2-core machine, by its load).
    ``--causal-only`` runs just this part, ``--skip-causal`` all but it.
 """
 

@@ -211,7 +211,8 @@ CHUNK = 1024
 THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
-#: size of the block :func:`_keep_freed_heap` allocates and frees once (just under glibc's 32 MiB cap)
+#: size of the block :func:`_keep_freed_heap` allocates and frees once (just under glibc's 32 MiB cap;
+#: 0 turns the lift off, as ``benchmarks/bench_heap.py`` does for its side-by-side runs)
 HEAP_LIFT = 31 << 20
 _heap_lifted = False
 
